@@ -1,0 +1,1 @@
+"""DeepSeek-Mini: the package exported from the book's notebooks."""

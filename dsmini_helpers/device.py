@@ -1,0 +1,41 @@
+"""Hand-written plumbing (not exported from a notebook): pick the device, seed everything, print versions."""
+
+from __future__ import annotations
+
+import os
+import random
+import sys
+
+import numpy as np
+import torch
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """CUDA, then Apple MPS, then CPU; `prefer` or $DSMINI_DEVICE overrides (e.g. "cpu")."""
+    prefer = prefer or os.environ.get("DSMINI_DEVICE")
+    if prefer:
+        return torch.device(prefer)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int = 0) -> None:
+    """Seed Python, NumPy and PyTorch (all devices) so a chapter prints the same numbers each run."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def describe_environment() -> str:
+    """One line with the versions and the device, printed once at the top of each chapter."""
+    from .profiles import get_profile
+
+    device = get_device()
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
+    return (
+        f"python {sys.version.split()[0]} | torch {torch.__version__} | device {name} | "
+        f"profile {get_profile().name} | threads {torch.get_num_threads()}"
+    )

@@ -1,0 +1,94 @@
+"""Hand-written plumbing (not exported from a notebook): the one size knob, DSMINI_PROFILE.
+
+`ci` runs every chapter in seconds (tests, CI), `cpu` in minutes (default without a GPU), `gpu` is the real
+configuration for an 8 GB card (default on CUDA). Every heavy cell reads its sizes from here:
+
+    profile = get_profile()
+    sizes = profile.sizes("attention")   # the attention chapter's sizes for this profile
+    sizes.seq_len
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from types import MappingProxyType, SimpleNamespace
+from typing import Any
+
+PROFILE_NAMES = ("ci", "cpu", "gpu")
+
+# One block per chapter; each block gives the same keys for the three profiles.
+SIZES: dict[str, dict[str, dict[str, Any]]] = {
+    "data": {
+        # online path only: how many documents to stream per source (the offline corpus is always used whole)
+        "ci": dict(online_docs_per_source=200, preview_docs=3),
+        "cpu": dict(online_docs_per_source=20_000, preview_docs=3),
+        "gpu": dict(online_docs_per_source=200_000, preview_docs=3),
+    },
+    "tokenizer": {
+        "ci": dict(vocab_size=20_000, scratch_bytes=50_000, scratch_merges=200),
+        "cpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000),
+        "gpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000),
+    },
+    "attention": {
+        "ci": dict(d_model=64, n_heads=4, seq_len=32),
+        "cpu": dict(d_model=256, n_heads=4, seq_len=128),
+        "gpu": dict(d_model=256, n_heads=4, seq_len=128),
+    },
+    "sparse_attention": {
+        "ci": dict(seq_lens=(256, 512, 1024), window=32, repeats=2),
+        "cpu": dict(seq_lens=(1024, 4096, 16384), window=128, repeats=3),
+        "gpu": dict(seq_lens=(1024, 4096, 16384, 65536), window=128, repeats=5),
+    },
+    "moe": {
+        "ci": dict(train_steps=60, tokens=512, d_model=32, d_hidden=64),
+        "cpu": dict(train_steps=300, tokens=2048, d_model=64, d_hidden=128),
+        "gpu": dict(train_steps=500, tokens=8192, d_model=128, d_hidden=256),
+    },
+    "model": {
+        "ci": dict(config="ci", batch_size=4, seq_len=64),
+        "cpu": dict(config="cpu", batch_size=8, seq_len=256),
+        "gpu": dict(config="gpu", batch_size=32, seq_len=512),
+    },
+    "pretrain": {
+        "ci": dict(config="ci", max_steps=40, batch_size=8, seq_len=64, eval_every=20),
+        "cpu": dict(config="cpu", max_steps=600, batch_size=16, seq_len=128, eval_every=100),
+        "gpu": dict(config="gpu", max_steps=20_000, batch_size=32, seq_len=512, eval_every=500),
+    },
+    "inference": {
+        "ci": dict(max_new_tokens=8, steps=4),
+        "cpu": dict(max_new_tokens=24, steps=12),
+        "gpu": dict(max_new_tokens=48, steps=24),
+    },
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of sizes; `sizes(chapter)` returns that chapter's block as attributes."""
+
+    name: str
+
+    def sizes(self, chapter: str) -> SimpleNamespace:
+        if chapter not in SIZES:
+            raise KeyError(f"no sizes for chapter {chapter!r}; known: {sorted(SIZES)}")
+        return SimpleNamespace(**MappingProxyType(SIZES[chapter][self.name]))
+
+    def __str__(self) -> str:
+        return self.name
+
+
+def default_profile_name() -> str:
+    """`gpu` when CUDA is available, else `cpu`."""
+    import torch
+
+    return "gpu" if torch.cuda.is_available() else "cpu"
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """The profile named by `name`, else by $DSMINI_PROFILE, else the automatic default."""
+    name = name or os.environ.get("DSMINI_PROFILE") or default_profile_name()
+    name = name.strip().lower()
+    if name not in PROFILE_NAMES:
+        raise ValueError(f"DSMINI_PROFILE must be one of {PROFILE_NAMES}, got {name!r}")
+    return Profile(name)
