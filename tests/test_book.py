@@ -1,0 +1,171 @@
+"""The rendered book in a real browser (headless Chromium via Playwright), as a reader without internet sees it.
+
+Runs after `make book-ci` over `_build/ci/_build/html` (or $DSMINI_BOOK_HTML): no page loads a script or style
+from a CDN, every page loads with no console error, math is typeset, every figure has loaded, widget areas are
+rendered, and moving a slider of chapter 4's and chapter 5's widgets changes what is shown. Screenshots of each
+page go to `_build/screenshots/`.
+"""
+
+import functools
+import http.server
+import os
+import re
+import threading
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BOOK = Path(os.environ.get("DSMINI_BOOK_HTML", ROOT / "_build" / "ci" / "_build" / "html"))
+SCREENSHOTS = ROOT / "_build" / "screenshots"
+CHROMIUM = os.environ.get("DSMINI_CHROMIUM", "/usr/bin/chromium")
+IN_CI = os.environ.get("CI") == "true"
+CDN_HOSTS = ("cdn.jsdelivr.net", "cdnjs.cloudflare.com", "unpkg.com", "ajax.googleapis.com", "code.jquery.com",
+             "fonts.googleapis.com", "polyfill.io", "mathjax.org")
+
+
+def _require(condition: bool, why: str) -> None:
+    """Skip on a developer's machine, fail in CI: CI must always check the book."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(why)
+        pytest.skip(why)
+
+
+def _pages() -> list[str]:
+    if not BOOK.is_dir():
+        return []
+    pages = sorted(p.relative_to(BOOK).as_posix() for p in BOOK.glob("notebooks/*.html"))
+    pages += sorted(p.relative_to(BOOK).as_posix() for p in BOOK.glob("book/*.html"))
+    return pages
+
+
+PAGES = _pages()
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def server():
+    _require((BOOK / "index.html").exists(), f"the book is not built at {BOOK} (run `make book-ci`)")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(BOOK))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require(Path(CHROMIUM).exists(), f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+def open_page(browser, server, page_path):
+    """Open a page with the network cut off beyond 127.0.0.1; return (page, console errors, outside requests)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors, outside = [], []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+
+    def route(r):
+        if urlparse(r.request.url).hostname in ("127.0.0.1", "localhost"):
+            return r.continue_()
+        outside.append(f"{r.request.resource_type} {r.request.url}")
+        return r.abort()
+
+    page.route("**/*", route)
+    page.goto(f"{server}/{page_path}", wait_until="load")
+    page.wait_for_load_state("networkidle")
+    return page, errors, outside
+
+
+def test_book_has_every_chapter_page():
+    _require(BOOK.is_dir(), f"the book is not built at {BOOK}")
+    toc = (ROOT / "_toc.yml").read_text()
+    listed = re.findall(r"^\s+- file: (notebooks/\S+)", toc, flags=re.M)
+    assert listed, "no chapter in _toc.yml"
+    for stem in listed:
+        assert (BOOK / f"{stem}.html").exists(), f"{stem} is in the toc but was not rendered"
+
+
+def test_no_page_references_a_cdn_for_scripts_or_styles():
+    _require(BOOK.is_dir(), f"the book is not built at {BOOK}")
+    bad = []
+    for html in BOOK.rglob("*.html"):
+        text = html.read_text(errors="replace")
+        for tag in re.findall(r"<script[^>]*\bsrc=\"[^\"]+\"|<link[^>]*\bhref=\"[^\"]+\"", text):
+            url = re.search(r"(?:src|href)=\"([^\"]+)\"", tag).group(1)
+            host = urlparse(url).hostname or ""
+            if any(host.endswith(cdn) for cdn in CDN_HOSTS):
+                bad.append(f"{html.relative_to(BOOK)}: {url}")
+    assert not bad, "pages load assets from a CDN:\n" + "\n".join(bad)
+    assert list(BOOK.glob("_static/vendor/mathjax/tex-chtml.js")), "local MathJax missing"
+    assert list(BOOK.glob("_static/vendor/html-manager/embed-amd.js")), "local widgets manager missing"
+
+
+@pytest.mark.parametrize("page_path", PAGES)
+def test_page_renders_offline(browser, server, page_path):
+    page, errors, outside = open_page(browser, server, page_path)
+    try:
+        has_math = page.locator(".math").count() > 0
+        if has_math:
+            page.wait_for_selector("mjx-container", timeout=15_000)
+            text = page.inner_text("main")
+            assert "\\(" not in text and "\\[" not in text, "raw TeX left on the page"
+        has_widgets = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count() > 0
+        if has_widgets:
+            page.wait_for_selector(".jupyter-widgets", timeout=15_000)
+            assert "Error displaying widget" not in page.inner_text("main")
+        broken = page.evaluate(
+            "() => Array.from(document.querySelectorAll('main img'))"
+            ".filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src)")
+        assert not broken, f"images that did not load: {broken}"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / (page_path.replace("/", "__").removesuffix(".html") + ".png")),
+                        full_page=True)
+        assert not errors, f"console errors: {errors}"
+        blocked = [r for r in outside if r.split()[0] in ("script", "stylesheet", "font")]
+        assert not blocked, f"tried to load from outside: {blocked}"
+    finally:
+        page.context.close()
+
+
+def _visible_frames(page) -> list[str]:
+    """The sources of the widget images currently shown."""
+    return page.evaluate(
+        "() => Array.from(document.querySelectorAll('.jupyter-widgets img'))"
+        ".filter(i => i.offsetParent !== null).map(i => i.src.slice(-200))")
+
+
+@pytest.mark.parametrize("stem", ["04_sliding_window_attention", "05_mixture_of_experts"])
+def test_moving_a_slider_changes_the_picture(browser, server, stem):
+    page_path = f"notebooks/{stem}.html"
+    _require((BOOK / page_path).exists(), f"{page_path} not built")
+    page, errors, _ = open_page(browser, server, page_path)
+    try:
+        handle = page.locator(".widget-slider .noUi-handle").first
+        handle.wait_for(timeout=15_000)
+        handle.scroll_into_view_if_needed()
+        before = _visible_frames(page)
+        assert before, "no widget picture is shown"
+        handle.focus()
+        handle.press("ArrowRight")
+        page.wait_for_timeout(500)
+        after = _visible_frames(page)
+        assert after and after != before, "moving the slider did not change the picture"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{stem}__slider_moved.png"))
+        assert not errors, f"console errors: {errors}"
+    finally:
+        page.context.close()
