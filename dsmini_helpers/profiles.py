@@ -31,9 +31,10 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "gpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000),
     },
     "attention": {
-        "ci": dict(d_model=64, n_heads=4, seq_len=32),
-        "cpu": dict(d_model=256, n_heads=4, seq_len=128),
-        "gpu": dict(d_model=256, n_heads=4, seq_len=128),
+        # bench_seq_lens / repeats: the "ours or PyTorch's kernel" timing (forward + backward)
+        "ci": dict(d_model=64, n_heads=4, seq_len=32, bench_seq_lens=(128, 512), repeats=3),
+        "cpu": dict(d_model=256, n_heads=4, seq_len=128, bench_seq_lens=(256, 1024, 2048), repeats=5),
+        "gpu": dict(d_model=256, n_heads=4, seq_len=128, bench_seq_lens=(1024, 4096, 8192), repeats=10),
     },
     "sparse_attention": {
         "ci": dict(seq_lens=(256, 512, 1024), window=32, repeats=2),
