@@ -27,7 +27,10 @@ PACKAGES = {
 VENDOR = Path(__file__).resolve().parents[1] / "_static" / "vendor"
 MATHJAX = "vendor/mathjax/tex-chtml.js"
 REQUIRE = "vendor/requirejs/require.js"
-EMBED = "vendor/html-manager/embed-amd.js"
+# The widgets bundle keeps its npm layout; _static/offline-widgets.js tells it where its fonts are. The CDN
+# attribute is only used for third-party widget modules (we have none); pages with widgets sit in notebooks/.
+EMBED = "vendor/@jupyter-widgets/html-manager/dist/embed-amd.js"
+WIDGETS_CDN = "../_static/vendor/"
 
 
 def _wanted(package: str, member: str) -> str | None:
@@ -41,7 +44,7 @@ def _wanted(package: str, member: str) -> str | None:
             return "requirejs/" + name
     elif package == "html-manager":
         if name.startswith("dist/") and not name.endswith(".map"):
-            return "html-manager/" + name.removeprefix("dist/")
+            return "@jupyter-widgets/html-manager/" + name
     return None
 
 
@@ -84,7 +87,8 @@ def use_local_assets(app: Sphinx, config) -> None:
             logger.info(f"offline_assets: could not fetch from npm ({err}); the book will use the CDNs")
             return
     config.mathjax_path = MATHJAX
-    config.nb_ipywidgets_js = {REQUIRE: {}, EMBED: {"data-jupyter-widgets-cdn": "", "crossorigin": "anonymous"}}
+    embed_attributes = {"data-jupyter-widgets-cdn": WIDGETS_CDN, "crossorigin": "anonymous"}
+    config.nb_ipywidgets_js = {REQUIRE: {}, EMBED: embed_attributes}
 
 
 def drop_duplicate_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
@@ -100,5 +104,6 @@ def drop_duplicate_scripts(app: Sphinx, pagename, templatename, context, doctree
 
 def setup(app: Sphinx) -> dict:
     app.connect("config-inited", use_local_assets, priority=100)
+    app.add_js_file("offline-widgets.js", priority=100)
     app.connect("html-page-context", drop_duplicate_scripts)
     return {"parallel_read_safe": True, "parallel_write_safe": True}
