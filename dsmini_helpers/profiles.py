@@ -26,9 +26,14 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "gpu": dict(online_docs_per_source=200_000, preview_docs=3),
     },
     "tokenizer": {
-        "ci": dict(vocab_size=20_000, scratch_bytes=50_000, scratch_merges=200),
-        "cpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000),
-        "gpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000),
+        # scratch_*: the from-scratch naive-vs-fast run; compare_*: our trainer vs `tokenizers` (share of the
+        # train split, vocabulary); the book's tokenizer is always 20k on the whole train split
+        "ci": dict(vocab_size=20_000, scratch_bytes=30_000, scratch_merges=150, compare_fraction=0.1,
+                   compare_vocab=3_000),
+        "cpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000, compare_fraction=1.0,
+                    compare_vocab=20_000),
+        "gpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000, compare_fraction=1.0,
+                    compare_vocab=20_000),
     },
     "attention": {
         # bench_seq_lens / repeats: the "ours or PyTorch's kernel" timing (forward + backward)
