@@ -43,8 +43,8 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
     },
     "sparse_attention": {
         "ci": dict(seq_lens=(256, 512, 1024), window=32, repeats=2),
-        "cpu": dict(seq_lens=(1024, 4096, 16384), window=128, repeats=3),
-        "gpu": dict(seq_lens=(1024, 4096, 16384, 65536), window=128, repeats=5),
+        "cpu": dict(seq_lens=(1024, 2048, 4096), window=128, repeats=3),
+        "gpu": dict(seq_lens=(1024, 4096, 16384), window=128, repeats=5),
     },
     "moe": {
         "ci": dict(train_steps=60, tokens=512, d_model=32, d_hidden=64),
