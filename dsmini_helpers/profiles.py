@@ -30,9 +30,9 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         # train split, vocabulary); the book's tokenizer is always 20k on the whole train split
         "ci": dict(vocab_size=20_000, scratch_bytes=30_000, scratch_merges=150, compare_fraction=0.1,
                    compare_vocab=3_000),
-        "cpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000, compare_fraction=1.0,
+        "cpu": dict(vocab_size=20_000, scratch_bytes=300_000, scratch_merges=1_000, compare_fraction=1.0,
                     compare_vocab=20_000),
-        "gpu": dict(vocab_size=20_000, scratch_bytes=1_000_000, scratch_merges=2_000, compare_fraction=1.0,
+        "gpu": dict(vocab_size=20_000, scratch_bytes=300_000, scratch_merges=1_000, compare_fraction=1.0,
                     compare_vocab=20_000),
     },
     "attention": {
