@@ -57,74 +57,6 @@ def route_softmax(logits: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
     return experts, gates, probs
 
 
-def route_sigmoid(logits: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """DeepSeek-V3 router: sigmoid affinities; a per-expert `bias` (E,) is added only to choose the experts.
-
-    logits (N, E) -> experts (N, k), gates (N, k), probs (N, E). Gates come from the unbiased affinities,
-    renormalised over the chosen experts for k > 1 (for k = 1 the affinity itself, as in `route_softmax`).
-    `probs` are the affinities normalised per token, used for statistics and the Switch loss.
-    """
-    scores = torch.sigmoid(logits)  # (N, E), each in (0, 1), independent of the other experts
-    choice = scores if bias is None else scores + bias  # the bias steers the choice ...
-    experts = choice.topk(k, dim=-1).indices  # (N, k)
-    gates = scores.gather(-1, experts)  # ... but never the weights
-    if k > 1:
-        gates = gates / gates.sum(dim=-1, keepdim=True)
-    return experts, gates, scores / scores.sum(dim=-1, keepdim=True)
-
-
-# Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
-def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
-    """Slots per expert: ceil(capacity_factor * tokens * k / E) (Switch Transformer)."""
-    return math.ceil(capacity_factor * n_tokens * top_k / n_experts)
-
-
-def capacity_keep(experts: Tensor, n_experts: int, capacity: int) -> Tensor:
-    """Which assignments fit in their expert's `capacity` slots: experts (N, k) -> keep (N, k) bool.
-
-    Priority: every token's first choice before any second choice, then token order (Switch's rule).
-    """
-    N, k = experts.shape
-    flat = experts.t().reshape(-1)  # (k*N,) rank-major: all first choices, then all second choices
-    order = torch.argsort(flat, stable=True)  # grouped by expert, priority order kept inside a group
-    counts = torch.bincount(flat, minlength=n_experts)  # (E,)
-    starts = torch.cumsum(counts, 0) - counts  # (E,) where each expert's group begins
-    slot = torch.empty_like(flat)
-    slot[order] = torch.arange(flat.numel(), device=flat.device) - starts[flat[order]]  # place in its queue
-    return (slot < capacity).view(k, N).t()  # (N, k)
-
-
-# Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
-def switch_aux_loss(probs: Tensor, experts: Tensor, n_experts: int, alpha: float = 0.01) -> Tensor:
-    """Switch Transformer's balance loss alpha * E * sum_i f_i * P_i.
-
-    f_i: fraction of the (N * k) assignments sent to expert i (counted, no gradient); P_i: mean router
-    probability of expert i (differentiable). Equals alpha when routing is uniform, grows as it concentrates.
-    """
-    f = torch.bincount(experts.reshape(-1), minlength=n_experts).to(probs.dtype) / experts.numel()  # (E,)
-    P = probs.mean(dim=0)  # (E,)
-    return alpha * n_experts * (f * P).sum()
-
-
-def router_z_loss(logits: Tensor) -> Tensor:
-    """ST-MoE's router z-loss: mean over tokens of logsumexp(logits)^2; keeps router logits small."""
-    return torch.logsumexp(logits, dim=-1).pow(2).mean()
-
-
-def router_entropy(probs: Tensor) -> Tensor:
-    """Mean entropy (nats) of the per-token router distribution; log(E) is uniform, 0 is one-hot."""
-    return -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1).mean()
-
-
-@torch.no_grad()
-def update_expert_bias(bias: Tensor, load: Tensor, rate: float) -> None:
-    """DeepSeek-V3's auxiliary-loss-free rule, in place: bias_i += rate * sign(mean_load - load_i).
-
-    Overloaded experts become less likely to be chosen, underloaded ones more; no gradient is involved.
-    """
-    bias += rate * torch.sign(load.float().mean() - load.float())
-
-
 # Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
 def dispatch_dense(x: Tensor, experts: Tensor, gates: Tensor, keep: Tensor | None, ffns: nn.ModuleList) -> Tensor:
     """The oracle: run every expert on every token, then keep each token's gated choices.
@@ -138,6 +70,7 @@ def dispatch_dense(x: Tensor, experts: Tensor, gates: Tensor, keep: Tensor | Non
     return torch.einsum("ne,nec->nc", weights.to(x.dtype), outs)
 
 
+# Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
 def dispatch_grouped(x: Tensor, experts: Tensor, gates: Tensor, keep: Tensor | None, ffns: nn.ModuleList) -> Tensor:
     """The real layer: group tokens by expert, run each expert on its own tokens only, add results back.
 
@@ -157,6 +90,12 @@ def dispatch_grouped(x: Tensor, experts: Tensor, gates: Tensor, keep: Tensor | N
     ys = [ffn(chunk) for ffn, chunk in zip(ffns, xs.split(counts))]  # each expert sees only its tokens
     ys = torch.cat(ys) * flat_g[order].unsqueeze(-1).to(x.dtype)  # (A, C) gated
     return torch.zeros_like(x).index_add_(0, tok, ys)  # (N, C) summed back per token
+
+
+# Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
+def router_entropy(probs: Tensor) -> Tensor:
+    """Mean entropy (nats) of the per-token router distribution; log(E) is uniform, 0 is one-hot."""
+    return -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1).mean()
 
 
 # Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
@@ -195,8 +134,8 @@ class MoE(nn.Module):
         self.router = nn.Linear(d_model, n_experts, bias=False)
         self.experts = nn.ModuleList(SwiGLU(d_model, d_hidden) for _ in range(n_experts))
         self.shared = SwiGLU(d_model, n_shared * d_hidden) if n_shared else None
-        self.register_buffer("expert_bias", torch.zeros(n_experts))  # used by balance="bias" only
-        self.register_buffer("load_since_update", torch.zeros(n_experts), persistent=False)
+        self.register_buffer("expert_bias", torch.zeros(n_experts))  # used by balance="bias" only; stays fp32
+        self.register_buffer("load_since_update", torch.zeros(n_experts, dtype=torch.long), persistent=False)
         self.aux_loss: Tensor = torch.zeros(())
         self.last_stats: dict = {}
 
@@ -242,7 +181,7 @@ class MoE(nn.Module):
         with torch.no_grad():
             counts = torch.bincount(experts.reshape(-1), minlength=self.n_experts)  # (E,) routed, before drops
             if self.balance == "bias" and self.training:
-                self.load_since_update += counts.to(self.load_since_update.dtype)
+                self.load_since_update += counts
             dropped = 0.0 if keep is None else float((~keep).sum()) / keep.numel()
             self.last_stats = {
                 "tokens_per_expert": counts.tolist(),
@@ -258,6 +197,15 @@ class MoE(nn.Module):
             return
         update_expert_bias(self.expert_bias, self.load_since_update, self.bias_rate)
         self.load_since_update.zero_()
+
+    def _apply(self, fn, *args, **kwargs):
+        """Keep `expert_bias` in fp32 when the model is cast (e.g. `.to(torch.bfloat16)`): steps of 1e-3 on a
+        bias near 0.1 would round away in bf16. (The load counter is an integer buffer, which casts skip.)"""
+        bias = self.expert_bias
+        super()._apply(fn, *args, **kwargs)
+        if self.expert_bias.dtype != torch.float32:  # cast by fn: redo it from the fp32 original, device only
+            self._buffers["expert_bias"] = bias.to(device=self.expert_bias.device, dtype=torch.float32)
+        return self
 
     def extra_repr(self) -> str:
         return (f"n_experts={self.n_experts}, top_k={self.top_k}, n_shared={self.n_shared}, "
@@ -288,3 +236,68 @@ def moe_update_biases(model: nn.Module) -> None:
 def moe_stats(model: nn.Module) -> list[dict]:
     """`last_stats` of every MoE layer, in module order (for logs and plots)."""
     return [m.last_stats for m in moe_layers(model)]
+
+
+# Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
+def switch_aux_loss(probs: Tensor, experts: Tensor, n_experts: int, alpha: float = 0.01) -> Tensor:
+    """Switch Transformer's balance loss alpha * E * sum_i f_i * P_i.
+
+    f_i: fraction of the (N * k) assignments sent to expert i (counted, no gradient); P_i: mean router
+    probability of expert i (differentiable). Equals alpha when routing is uniform, grows as it concentrates.
+    """
+    f = torch.bincount(experts.reshape(-1), minlength=n_experts).to(probs.dtype) / experts.numel()  # (E,)
+    P = probs.mean(dim=0)  # (E,)
+    return alpha * n_experts * (f * P).sum()
+
+
+# Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
+def router_z_loss(logits: Tensor) -> Tensor:
+    """ST-MoE's router z-loss: mean over tokens of logsumexp(logits)^2; keeps router logits small."""
+    return torch.logsumexp(logits, dim=-1).pow(2).mean()
+
+
+# Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
+def route_sigmoid(logits: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """DeepSeek-V3 router: sigmoid affinities; a per-expert `bias` (E,) is added only to choose the experts.
+
+    logits (N, E) -> experts (N, k), gates (N, k), probs (N, E). Gates come from the unbiased affinities,
+    renormalised over the chosen experts for k > 1 (for k = 1 the affinity itself, as in `route_softmax`).
+    `probs` are the affinities normalised per token, used for statistics and the Switch loss.
+    """
+    scores = torch.sigmoid(logits)  # (N, E), each in (0, 1), independent of the other experts
+    choice = scores if bias is None else scores + bias  # the bias steers the choice ...
+    experts = choice.topk(k, dim=-1).indices  # (N, k)
+    gates = scores.gather(-1, experts)  # ... but never the weights
+    if k > 1:
+        gates = gates / gates.sum(dim=-1, keepdim=True)
+    return experts, gates, scores / scores.sum(dim=-1, keepdim=True)
+
+
+@torch.no_grad()
+def update_expert_bias(bias: Tensor, load: Tensor, rate: float) -> None:
+    """DeepSeek-V3's auxiliary-loss-free rule, in place: bias_i += rate * sign(mean_load - load_i).
+
+    Overloaded experts become less likely to be chosen, underloaded ones more; no gradient is involved.
+    """
+    bias += rate * torch.sign(load.float().mean() - load.float())
+
+
+# Defined in chapter 5 (notebooks/05_mixture_of_experts.ipynb)
+def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
+    """Slots per expert: ceil(capacity_factor * tokens * k / E) (Switch Transformer)."""
+    return math.ceil(capacity_factor * n_tokens * top_k / n_experts)
+
+
+def capacity_keep(experts: Tensor, n_experts: int, capacity: int) -> Tensor:
+    """Which assignments fit in their expert's `capacity` slots: experts (N, k) -> keep (N, k) bool.
+
+    Priority: every token's first choice before any second choice, then token order.
+    """
+    N, k = experts.shape
+    flat = experts.t().reshape(-1)  # (k*N,) rank-major: all first choices, then all second choices
+    order = torch.argsort(flat, stable=True)  # grouped by expert, priority order kept inside a group
+    counts = torch.bincount(flat, minlength=n_experts)  # (E,)
+    starts = torch.cumsum(counts, 0) - counts  # (E,) where each expert's group begins
+    slot = torch.empty_like(flat)
+    slot[order] = torch.arange(flat.numel(), device=flat.device) - starts[flat[order]]  # place in its queue
+    return (slot < capacity).view(k, N).t()  # (N, k)

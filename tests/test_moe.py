@@ -220,3 +220,17 @@ def test_bad_arguments_raise_clear_errors(kwargs, error):
 def test_bad_input_shape_raises():
     with pytest.raises(ValueError, match=r"\(B, T, 8\)"):
         MoE(8, 16)(torch.randn(4, 8))
+
+
+def test_bias_bookkeeping_stays_exact_in_bf16():
+    layer = MoE(8, 8, 4, 1, balance="bias").to(torch.bfloat16)
+    assert layer.expert_bias.dtype == torch.float32 and layer.router.weight.dtype == torch.bfloat16
+    for _ in range(3):
+        layer(torch.randn(1, 1001, 8, dtype=torch.bfloat16))
+    assert int(layer.load_since_update.sum()) == 3 * 1001  # exact counts, not bf16-rounded
+    layer.expert_bias.fill_(0.1)
+    moe_update_biases(layer)
+    assert not torch.allclose(layer.expert_bias, torch.full((4,), 0.1))  # 1e-3 steps survive
+    layer.expert_bias.fill_(0.25)
+    layer.double()
+    assert layer.expert_bias.dtype == torch.float32 and float(layer.expert_bias[0]) == 0.25
