@@ -63,9 +63,10 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "gpu": dict(config="gpu", max_steps=20_000, batch_size=32, seq_len=512, eval_every=500),
     },
     "inference": {
-        "ci": dict(max_new_tokens=8, steps=4),
-        "cpu": dict(max_new_tokens=24, steps=12),
-        "gpu": dict(max_new_tokens=48, steps=24),
+        # generation length/steps of the side-by-side; sentences embedded for the semantic-search measurement
+        "ci": dict(max_new_tokens=12, steps=12, search_sentences=160, sentences_per_doc=4),
+        "cpu": dict(max_new_tokens=24, steps=24, search_sentences=600, sentences_per_doc=4),
+        "gpu": dict(max_new_tokens=48, steps=48, search_sentences=2000, sentences_per_doc=4),
     },
 }
 

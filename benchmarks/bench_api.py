@@ -1,0 +1,208 @@
+"""Benchmark: the HTTP API of chapter 9 under load, /embed and /predict with 64-token inputs (chapter 9).
+
+The server is the real thing: `uvicorn dsmini_helpers.api:app` in a subprocess on 127.0.0.1, serving a chapter-7
+checkpoint (default: the `ci` one). For each endpoint, 8 client threads (one httpx.Client each) send requests back
+to back for a fixed time after a warm-up; we report p50/p95/p99 latency, requests per second and errors. Side by
+side, in the same run, the reference: the same call on the same model in-process (`Model.embed` /
+`Model.fill_mask`, one caller, no HTTP), which shows what HTTP, JSON and queueing add. Clients and server share the
+same CPU cores, so on a 2-core machine the clients' own work slows the server: these are conservative figures,
+and noisy when other work shares the machine.
+
+Goal on CPU (chapter 9): p95 < 50 ms for /embed with 8 concurrent clients, zero errors.
+
+    python benchmarks/bench_api.py                 # full size (about a minute)
+    python benchmarks/bench_api.py --quick         # seconds (for the tests)
+    python benchmarks/bench_api.py --json benchmarks/results/bench_api.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+GOAL_P95_MS = 50.0
+INPUT_TOKENS = 64
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation between order statistics."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q / 100
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def make_inputs(model, n_tokens: int = INPUT_TOKENS) -> tuple[str, str, int, int]:
+    """A validation-corpus text of exactly `n_tokens` tokens, and the same with its middle token as [MASK]."""
+    from dsmini_helpers.data import load_texts
+
+    ids: list[int] = []
+    for doc in load_texts("valid"):
+        ids += model.tokens(doc)
+        if len(ids) >= 4 * n_tokens:
+            break
+    ids = ids[:n_tokens]
+    text = model.decode(ids)
+    half = n_tokens // 2
+    masked = model.decode(ids[:half]) + "[MASK]" + model.decode(ids[half + 1:])
+    return text, masked, len(model.tokens(text)), len(model.tokens(masked))
+
+
+def load(url: str, path: str, body: dict, clients: int, seconds: float, warmup: int) -> dict:
+    """`clients` threads post `body` to `url + path` back to back for `seconds`; latencies in ms and errors."""
+    import httpx
+
+    latencies: list[float] = []
+    errors: list[str] = []
+    lock = threading.Lock()
+    clock = {}
+
+    def set_clock() -> None:  # runs once, when every client has warmed up, before any is released
+        clock["t0"] = time.perf_counter()
+        clock["stop"] = clock["t0"] + seconds
+
+    start = threading.Barrier(clients + 1, action=set_clock)
+
+    def worker() -> None:
+        with httpx.Client(base_url=url, timeout=30) as c:
+            for _ in range(warmup):
+                c.post(path, json=body)
+            start.wait()
+            mine, bad = [], []
+            while time.perf_counter() < clock["stop"]:
+                t0 = time.perf_counter()
+                try:
+                    r = c.post(path, json=body)
+                    ok = r.status_code == 200
+                    if not ok:
+                        bad.append(f"{r.status_code}: {r.text[:100]}")
+                except httpx.HTTPError as e:
+                    ok = False
+                    bad.append(type(e).__name__)
+                if ok:
+                    mine.append((time.perf_counter() - t0) * 1000)
+            with lock:
+                latencies.extend(mine)
+                errors.extend(bad)
+
+    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - clock["t0"]
+    return {"latencies": latencies, "errors": errors, "elapsed_s": elapsed}
+
+
+def in_process(fn, seconds: float, warmup: int) -> list[float]:
+    """Call fn() back to back for `seconds` after `warmup` calls; latencies in ms."""
+    for _ in range(warmup):
+        fn()
+    out, stop_at = [], time.perf_counter() + seconds
+    while time.perf_counter() < stop_at:
+        t0 = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t0) * 1000)
+    return out
+
+
+def row(endpoint: str, how: str, clients: int, latencies: list[float], errors: int, elapsed: float,
+        tokens: int) -> dict:
+    return {"endpoint": endpoint, "how": how, "clients": clients, "input_tokens": tokens,
+            "requests": len(latencies), "errors": errors,
+            "p50_ms": round(percentile(latencies, 50), 2), "p95_ms": round(percentile(latencies, 95), 2),
+            "p99_ms": round(percentile(latencies, 99), 2), "mean_ms": round(statistics.fmean(latencies), 2),
+            "req_per_s": round(len(latencies) / elapsed, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="about a second per case (for the tests)")
+    parser.add_argument("--json", help="write rows and ratios to this file")
+    parser.add_argument("--checkpoint", help="checkpoint folder (default: chapter 7's `ci` checkpoint)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=None, help="measured seconds per case (default 10)")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (1.0 if args.quick else 10.0)
+    warmup = 2 if args.quick else 10
+
+    import torch
+
+    from dsmini_helpers.api import running_server
+    from dsmini_helpers.inference import Model
+    from dsmini_helpers.pretrain import get_checkpoint
+
+    checkpoint = Path(args.checkpoint) if args.checkpoint else get_checkpoint("ci")
+    model = Model.load(checkpoint, device="cpu")
+    text, masked, n_text, n_masked = make_inputs(model)
+    n_parameters = model.n_parameters
+    print(f"checkpoint {checkpoint} ({model.n_parameters:,} parameters) | inputs: {n_text} tokens (/embed), "
+          f"{n_masked} tokens with one [MASK] (/predict) | {args.clients} clients, {seconds:.0f} s per case | "
+          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+
+    rows = []
+    for endpoint, fn, tokens in [("/embed", lambda: model.embed([text]), n_text),
+                                 ("/predict", lambda: model.fill_mask(masked, 5), n_masked)]:
+        lat = in_process(fn, seconds, warmup)
+        rows.append(row(endpoint, "in-process Model call, no HTTP", 1, lat, 0, seconds, tokens))
+
+    with running_server(checkpoint) as url:
+        for endpoint, body, tokens in [("/embed", {"texts": [text]}, n_text),
+                                       ("/predict", {"text": masked, "top_k": 5}, n_masked)]:
+            for clients in (1, args.clients):
+                res = load(url, endpoint, body, clients, seconds, warmup)
+                rows.append(row(endpoint, "HTTP on loopback", clients, res["latencies"], len(res["errors"]),
+                                res["elapsed_s"], tokens))
+                if res["errors"]:
+                    print(f"  {endpoint}: {len(res['errors'])} errors, e.g. {res['errors'][0]}")
+
+    header = f"{'endpoint':10s} {'how':32s} {'clients':>7s} {'tokens':>6s} {'requests':>8s} {'errors':>6s} " \
+             f"{'p50 ms':>7s} {'p95 ms':>7s} {'p99 ms':>7s} {'req/s':>7s}"
+    print("latency per request (ms) and throughput")
+    print(header)
+    for r in rows:
+        print(f"{r['endpoint']:10s} {r['how']:32s} {r['clients']:7d} {r['input_tokens']:6d} {r['requests']:8d} "
+              f"{r['errors']:6d} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} {r['req_per_s']:7.1f}")
+
+    def find(endpoint: str, how: str, clients: int) -> dict:
+        return next(r for r in rows if r["endpoint"] == endpoint and r["how"].startswith(how)
+                    and r["clients"] == clients)
+
+    ratios = {}
+    for ep, name in (("/embed", "embed"), ("/predict", "predict")):
+        loaded = find(ep, "HTTP", args.clients)
+        ratios[f"{name}_goal_p95_50ms_over_p95_{args.clients}_clients"] = round(GOAL_P95_MS / loaded["p95_ms"], 3)
+        ratios[f"{name}_http_{args.clients}_clients_req_per_s_over_in_process"] = round(
+            loaded["req_per_s"] / find(ep, "in-process", 1)["req_per_s"], 3)
+        ratios[f"{name}_in_process_p50_over_http_1_client_p50"] = round(
+            find(ep, "in-process", 1)["p50_ms"] / find(ep, "HTTP", 1)["p50_ms"], 3)
+    total_errors = sum(r["errors"] for r in rows)
+    print(f"errors: {total_errors} | goal: /embed p95 < {GOAL_P95_MS:.0f} ms with {args.clients} clients: "
+          f"{'met' if find('/embed', 'HTTP', args.clients)['p95_ms'] < GOAL_P95_MS else 'NOT met'}")
+    for k, v in ratios.items():
+        print(f"ratio {k}: {v}")
+
+    if args.json:
+        result = {"rows": rows, "ratios": ratios, "errors": total_errors, "goal": f"/embed p95 < {GOAL_P95_MS} ms "
+                  f"with {args.clients} clients on CPU, zero errors", "checkpoint": checkpoint.name,
+                  "profile": checkpoint.parent.name, "parameters": n_parameters,
+                  "seconds_per_case": seconds, "quick": args.quick,
+                  "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
+                             f"torch {torch.__version__}",
+                  "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return 1 if total_errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
