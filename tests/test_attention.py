@@ -63,11 +63,17 @@ def test_padded_keys_get_zero_weight_and_zero_gradient():
     assert v.grad[0].abs().sum() > 0
 
 
+def _grad_close(ours, theirs):
+    """1e-5 relative to the gradient's scale: float32 sums over B*T positions round in their own order."""
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5 * theirs.abs().max().item())
+
+
 @pytest.mark.parametrize("core", [None, scaled_dot_product_attention])
 @pytest.mark.parametrize("bias", [False, True])
-def test_multi_head_equals_torch_multihead_attention(core, bias):
+@pytest.mark.parametrize("C,T", [(32, 10), (256, 128)])
+def test_multi_head_equals_torch_multihead_attention(core, bias, C, T):
     torch.manual_seed(3)
-    C, H, B, T = 32, 4, 3, 10
+    H, B = 4, 3
     ours = MultiHeadAttention(C, H, rope=False, core=core, bias=bias)
     ref = torch.nn.MultiheadAttention(C, H, bias=bias, batch_first=True)
     with torch.no_grad():
@@ -87,12 +93,12 @@ def test_multi_head_equals_torch_multihead_attention(core, bias):
     g = torch.randn_like(y1)
     y1.backward(g)
     y2.backward(g)
-    torch.testing.assert_close(x1.grad, x2.grad, **TOL)
-    torch.testing.assert_close(ours.qkv.weight.grad, ref.in_proj_weight.grad, **TOL)
-    torch.testing.assert_close(ours.out.weight.grad, ref.out_proj.weight.grad, **TOL)
+    _grad_close(x1.grad, x2.grad)
+    _grad_close(ours.qkv.weight.grad, ref.in_proj_weight.grad)
+    _grad_close(ours.out.weight.grad, ref.out_proj.weight.grad)
     if bias:
-        torch.testing.assert_close(ours.qkv.bias.grad, ref.in_proj_bias.grad, **TOL)
-        torch.testing.assert_close(ours.out.bias.grad, ref.out_proj.bias.grad, **TOL)
+        _grad_close(ours.qkv.bias.grad, ref.in_proj_bias.grad)
+        _grad_close(ours.out.bias.grad, ref.out_proj.bias.grad)
 
 
 def test_rope_score_depends_only_on_relative_position():
