@@ -1,0 +1,157 @@
+"""Benchmark for chapter 7: training tokens/s of our model vs Hugging Face BertForMaskedLM and ModernBertForMaskedLM.
+
+Same shape on both sides (layers, width, heads, vocabulary, sequence, batch), random init from a config (no
+download), the same random batches with 30% of the tokens masked, one AdamW step per batch (forward, backward,
+optimiser). Two cases:
+
+- sequence 512: ours (global attention, dense SwiGLU FFN) vs `BertForMaskedLM` (SDPA attention, GELU FFN of
+  4x width, so about the same parameter count; its MLM head computes logits at every position);
+- sequence 2048: ours (sliding window 128 tokens, every third layer global) vs `ModernBertForMaskedLM` with the
+  same local window and global cadence and its own sparse prediction head (logits at masked positions only).
+
+Best of `--repeats` interleaved rounds after a warm-up step (the machine may be shared).
+
+    python benchmarks/bench_training.py                  # full size (a few minutes on 2 CPU cores)
+    python benchmarks/bench_training.py --quick          # seconds, for tests
+    python benchmarks/bench_training.py --json benchmarks/results/bench_training.json
+
+Goals on CPU: >= 1.3x BERT at sequence 512, >= 2x ModernBERT at 2048.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
+from dsmini_helpers.model import DSMiniModel, config_for_profile  # noqa: E402
+
+FULL = dict(layers=4, d_model=256, heads=4, vocab=20_000, window=128, global_every=3, repeats=3, steps=2,
+            cases=(("bert", 512, 4), ("modernbert", 2048, 1)))
+QUICK = dict(layers=2, d_model=32, heads=2, vocab=500, window=16, global_every=2, repeats=1, steps=1,
+             cases=(("bert", 64, 2), ("modernbert", 128, 1)))
+GOALS = {"bert": 1.3, "modernbert": 2.0}
+MASK_RATE = 0.3
+
+
+def ours(cfg: dict, kind: str, seq: int) -> torch.nn.Module:
+    """Our model with the benchmark's shape: dense FFN; global attention (bert) or sliding + global (modernbert)."""
+    d = cfg["d_model"]
+    hidden = 8 * d // 3 // 32 * 32 if kind == "bert" else 2 * d  # SwiGLU has 3 matrices: 8d/3 ~ BERT's 2 of 4d
+    window = cfg["window"] // 2  # ours counts |i - j| <= window; HF's local_attention is the full width
+    mc = dataclasses.replace(config_for_profile("ci"), vocab_size=cfg["vocab"], d_model=d, n_layers=cfg["layers"],
+                             n_heads=cfg["heads"], d_hidden=hidden, moe_layers=(), max_len=seq,
+                             window=window, global_every=1 if kind == "bert" else cfg["global_every"])
+    return DSMiniModel(mc)
+
+
+def reference(cfg: dict, kind: str, seq: int) -> torch.nn.Module:
+    """The Hugging Face model of the same shape, randomly initialised (no download)."""
+    import transformers as tf
+
+    common = dict(vocab_size=cfg["vocab"], hidden_size=cfg["d_model"], num_hidden_layers=cfg["layers"],
+                  num_attention_heads=cfg["heads"], max_position_embeddings=seq, pad_token_id=0)
+    if kind == "bert":
+        conf = tf.BertConfig(intermediate_size=4 * cfg["d_model"], hidden_dropout_prob=0.0,
+                             attention_probs_dropout_prob=0.0, **common)
+        return tf.BertForMaskedLM._from_config(conf, attn_implementation="sdpa")
+    conf = tf.ModernBertConfig(intermediate_size=2 * cfg["d_model"], local_attention=cfg["window"],
+                               global_attn_every_n_layers=cfg["global_every"], sparse_prediction=True,
+                               cls_token_id=2, sep_token_id=3, bos_token_id=2, eos_token_id=3, mask_token_id=4,
+                               attention_dropout=0.0, mlp_dropout=0.0, embedding_dropout=0.0, **common)
+    return tf.ModernBertForMaskedLM._from_config(conf, attn_implementation="sdpa")
+
+
+def batch(cfg: dict, seq: int, size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, cfg["vocab"], (size, seq), generator=g)
+    chosen = torch.rand(size, seq, generator=g) < MASK_RATE
+    labels = torch.where(chosen, ids, torch.full_like(ids, -100))
+    return torch.where(chosen, torch.full_like(ids, 4), ids), labels
+
+
+def step_fn(model: torch.nn.Module, is_ours: bool):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step(inputs: torch.Tensor, labels: torch.Tensor) -> float:
+        if is_ours:
+            loss = model(inputs, None, labels).loss
+        else:
+            loss = model(input_ids=inputs, attention_mask=torch.ones_like(inputs), labels=labels).loss
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        return float(loss.detach())
+
+    return step
+
+
+def measure(cfg: dict, device: torch.device) -> tuple[list[dict], dict[str, float]]:
+    rows, ratios = [], {}
+    for kind, seq, size in cfg["cases"]:
+        torch.manual_seed(0)
+        models = {"ours": ours(cfg, kind, seq), f"hf {kind}": reference(cfg, kind, seq)}
+        steps = {name: step_fn(m.to(device).train(), name == "ours") for name, m in models.items()}
+        data = [tuple(t.to(device) for t in batch(cfg, seq, size, s)) for s in range(cfg["steps"])]
+        for step in steps.values():  # warm-up
+            step(*data[0])
+        best = {name: float("inf") for name in steps}
+        for _ in range(cfg["repeats"]):
+            for name, step in steps.items():  # interleaved, so a noisy neighbour hits both
+                t0 = time.perf_counter()
+                for inputs, labels in data:
+                    step(inputs, labels)
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                best[name] = min(best[name], (time.perf_counter() - t0) / len(data))
+        for name, m in models.items():
+            rows.append(dict(case=f"{kind} seq {seq}", model=name, seq_len=seq, batch=size,
+                             params_m=round(sum(p.numel() for p in m.parameters()) / 1e6, 2),
+                             step_ms=round(best[name] * 1e3, 1), tokens_per_s=round(seq * size / best[name], 1)))
+        ratios[f"ours/{kind} tokens_per_s seq{seq}"] = best[f"hf {kind}"] / best["ours"]
+    return rows, ratios
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (tests)")
+    parser.add_argument("--json", type=Path, help="write rows, ratios and settings as JSON here")
+    parser.add_argument("--repeats", type=int, help="timed rounds (best of)")
+    args = parser.parse_args(argv)
+    cfg = dict(QUICK if args.quick else FULL)
+    if args.repeats:
+        cfg["repeats"] = args.repeats
+    device = get_device()
+    print(describe_environment())
+    rows, ratios = measure(cfg, device)
+    cols = ["case", "model", "params_m", "seq_len", "batch", "step_ms", "tokens_per_s"]
+    print(" | ".join(f"{c:>16}" for c in cols))
+    for r in rows:
+        print(" | ".join(f"{str(r[c]):>16}" for c in cols))
+    for name, value in ratios.items():
+        kind = name.split("/")[1].split()[0]
+        print(f"goal {kind}: >= {GOALS[kind]}x ({'met' if value >= GOALS[kind] else 'NOT met'})")
+    for name, value in ratios.items():
+        print(f"ratio {name}: {value:.3f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        payload = dict(environment=describe_environment(), device=str(device), quick=args.quick,
+                       settings={k: v for k, v in cfg.items() if k != "cases"},
+                       cases=[list(c) for c in cfg["cases"]], goals=GOALS, rows=rows,
+                       ratios={k: round(v, 4) for k, v in ratios.items()})
+        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
