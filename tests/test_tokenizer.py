@@ -272,3 +272,29 @@ def test_get_tokenizer_caches_and_retrains(tmp_path, monkeypatch):
 
     with pytest.raises(ValueError):
         T.get_tokenizer(100)
+
+
+def _get_tokenizer_in_child(vocab_size: int) -> int:
+    return T.get_tokenizer(vocab_size).get_vocab_size()
+
+
+def test_get_tokenizer_trains_once_when_two_processes_ask(tmp_path, monkeypatch):
+    import multiprocessing
+    import time
+
+    monkeypatch.setenv("DSMINI_DATA_DIR", str(tmp_path))
+    monkeypatch.setattr(T, "corpus_sha256", lambda: "c" * 64)
+    log = tmp_path / "trainings.log"
+
+    def texts():
+        with open(log, "a") as f:
+            f.write("trained\n")
+        time.sleep(1.0)  # long enough for the other process to reach the lock
+        return [make_text(9)]
+
+    monkeypatch.setattr(T, "train_texts_for_tokenizer", texts)
+    ctx = multiprocessing.get_context("fork")  # the children inherit the monkeypatched module
+    with ctx.Pool(2) as pool:
+        sizes = pool.map(_get_tokenizer_in_child, [400, 400])
+    assert sizes[0] == sizes[1] > T.N_BASE
+    assert log.read_text().count("trained") == 1
