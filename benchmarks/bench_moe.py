@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
 from dsmini_helpers.moe import MoE, SwiGLU  # noqa: E402
 
-FULL = dict(tokens=8192, d_model=256, d_hidden=512, experts=(2, 4, 8), top_ks=(1, 2), repeats=7)
+FULL = dict(tokens=8192, d_model=256, d_hidden=512, experts=(2, 4, 8), top_ks=(1, 2), repeats=9)
 QUICK = dict(tokens=512, d_model=32, d_hidden=64, experts=(2, 4), top_ks=(1, 2), repeats=1)
 GOAL = 1.2
 
