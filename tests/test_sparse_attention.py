@@ -4,6 +4,11 @@ import warnings
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from dsmini_helpers.attention import MultiHeadAttention
 from dsmini_helpers.sparse_attention import (
     SlidingWindowAttention,
     SlidingWindowCore,
@@ -18,11 +23,6 @@ from dsmini_helpers.sparse_attention import (
     sdpa_masked_attention,
     sliding_window_attention,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from torch.utils._python_dispatch import TorchDispatchMode
-
-from dsmini_helpers.attention import MultiHeadAttention
 
 TOL = dict(atol=1e-5, rtol=1e-5)
 
@@ -194,6 +194,8 @@ def test_band_and_receptive_field_grow_by_w_per_layer():
         assert rf[-1, token - L * w] and not rf[-1, token - L * w - 1]
     assert receptive_field([attention_pattern(T, w, (0,))] * 2, token)[-1].all()  # via [CLS]
     assert receptive_field([attention_pattern(T, None)], token)[-1].all()  # one global layer
+    mixed = receptive_field([attention_pattern(T, w), attention_pattern(T, w), attention_pattern(T, None)], token)
+    assert [int(r.sum()) for r in mixed] == [1, 2 * w + 1, 4 * w + 1, T]  # grows by w per local layer, then all
 
 
 def test_layer_windows_modernbert_pattern():
