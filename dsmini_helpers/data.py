@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from dsmini_helpers.cache import build_once, data_dir
 from dsmini_helpers.profiles import get_profile
 
-PIPELINE_VERSION = 2  # bump when cleaning changes: the corpus folder name includes it, so caches rebuild
+PIPELINE_VERSION = 3  # bump when cleaning changes: the corpus folder name includes it, so caches rebuild
 MIN_LINE_WORDS = 5  # shorter lines are headings, captions, list stubs or table debris
 MIN_DOC_WORDS = 20  # shorter documents teach the model little and are often stubs
 VALID_FRACTION = 0.05
@@ -105,8 +105,8 @@ def _node_text(node) -> str:
         return _wikicode_text(node.contents) if node.contents is not None else ""
     if isinstance(node, mwnodes.HTMLEntity):  # &nbsp; -> "\xa0"
         return node.normalize()
-    if isinstance(node, mwnodes.Heading):
-        return "\n\n" + _wikicode_text(node.title).strip() + "\n\n"
+    if isinstance(node, mwnodes.Heading):  # a title, not a sentence: keep only the paragraph break
+        return "\n\n"
     return ""  # Template {{...}}, Comment <!-- -->, Argument {{{...}}}
 
 
@@ -140,24 +140,39 @@ def _scrub(text: str) -> str:
     return re.sub(r"[ \t]+([,.;:])(?=\s|$)", r"\1", text)  # "word ." where a template stood before "."
 
 
+_HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.MULTILINE)  # "== References ==" on a line of its own
+
+
+def drop_sections(wikitext: str, titles: set[str] = DROP_SECTIONS) -> str:
+    """Remove the sections whose heading is in `titles` (case-insensitive), with their subsections.
+
+    Works on lines, before parsing: headings are always whole lines, while a parser that meets an unclosed tag
+    nests everything after it (headings included) inside that tag.
+    """
+    out, pos, skipping = [], 0, None  # skipping = level of the dropped heading we are inside, if any
+    for m in _HEADING.finditer(wikitext):
+        if skipping is None:
+            out.append(wikitext[pos:m.start()])
+        level, title = len(m.group(1)), m.group(2).strip().lower()
+        if skipping is not None and level <= skipping:
+            skipping = None
+        if skipping is None and title in titles:
+            skipping = level
+        pos = m.start() if skipping is None else m.end()
+    if skipping is None:
+        out.append(wikitext[pos:])
+    return "".join(out)
+
+
 def strip_wikitext(wikitext: str) -> str:
-    """Wikitext -> plain text with a real parser (mwparserfromhell), dropping boilerplate sections.
+    """Wikitext -> plain text with a real parser (mwparserfromhell), without boilerplate sections.
 
     `"'''Bold''' [[a|b]]{{cite web|x}}<ref>r</ref>"` -> `"Bold b"`.
     """
     if not isinstance(wikitext, str):
         raise TypeError(f"strip_wikitext expects a str, got {type(wikitext).__name__}")
-    code = mwparserfromhell.parse(wikitext)
-    out, skipping = [], None  # skipping = level of the boilerplate heading we are inside, if any
-    for node in code.nodes:
-        if isinstance(node, mwnodes.Heading):
-            if skipping is not None and node.level <= skipping:
-                skipping = None
-            if skipping is None and _wikicode_text(node.title).strip().lower() in DROP_SECTIONS:
-                skipping = node.level
-        if skipping is None:
-            out.append(_node_text(node))
-    return _scrub("".join(out))
+    code = mwparserfromhell.parse(drop_sections(wikitext))
+    return _scrub(_wikicode_text(code))
 
 
 # Defined in chapter 1 (notebooks/01_data.ipynb)

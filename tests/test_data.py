@@ -46,6 +46,17 @@ def test_strip_wikitext_fixture_loses_all_markup():
     assert "It is widely known among students of mathematics." in text
 
 
+def test_boilerplate_sections_dropped_even_when_the_parse_tree_nests_them():
+    wikitext = ("Intro with an ''unbalanced italic quote that the parser carries on.\n\n== History ==\n"
+                "The history section is long enough to keep as prose.\n\n==References==\n{{Reflist}}\n"
+                "===Sub===\n* Gordon, Uri, Anarchy Alive!, London: Pluto Press, 2007.\n\n==External links==\n"
+                "* [http://example.org Official site]\n")
+    text = data.strip_wikitext(wikitext)
+    assert "The history section is long enough to keep as prose." in text and "History" not in text
+    assert "Anarchy Alive" not in text and "Official site" not in text
+    assert data.drop_sections("a\n==See also==\nb\n==Later==\nc\n") == "a\n==Later==\nc\n"
+
+
 def test_clean_text_normalizes_and_drops_short_lines():
     raw = "Cafe\u0301 society  grew\tquickly in the\u00a0city of Paris.\n\nHistory\n"
     raw += "\u200bSee also: something here now\n"
