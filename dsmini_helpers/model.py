@@ -377,12 +377,13 @@ def estimate_memory(config: DSMiniConfig, batch_size: int, seq_len: int, dtype: 
 
 # Defined in chapter 6 (notebooks/06_model.ipynb)
 _MEASURE = r"""
-import dataclasses, json, resource, sys
+import json, sys
 import torch
 from dsmini_helpers.model import DSMiniConfig, DSMiniModel
 
-def rss():  # resident bytes now
-    return int(open("/proc/self/statm").read().split()[1]) * resource.getpagesize()
+def status(key):  # a /proc/self/status figure, in bytes
+    line = next(x for x in open("/proc/self/status") if x.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
 
 def step(model, opt, B, T, mask_rate, dtype):
     g = torch.Generator().manual_seed(0)
@@ -402,19 +403,20 @@ cfg, dtype = DSMiniConfig.from_dict(cfg), getattr(torch, dtype)
 tiny = DSMiniModel(cfg)  # warm-up: every code path once, on a tiny batch
 step(tiny, torch.optim.AdamW(tiny.parameters()), 1, 8, 0.5, dtype)
 del tiny
-base = rss()
+base = status("RssAnon")
 model = DSMiniModel(cfg)
 opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
 for _ in range(steps):
     step(model, opt, B, T, mask_rate, dtype)
-print(json.dumps({"peak": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base, "base": base}))
+# peak resident (VmHWM) minus the file-backed pages (library code, which only grow), minus the baseline
+print(json.dumps({"peak": status("VmHWM") - status("RssFile") - base, "base": base}))
 """
 
 
 def measure_training_peak(config: DSMiniConfig, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32,
                           mask_rate: float = 0.3, steps: int = 2) -> int:
-    """Measured CPU peak (bytes) of `steps` AdamW training steps, in a fresh process: peak RSS minus the RSS
-    before the model was built (glibc told to return freed blocks >= 64 KB to the system)."""
+    """Measured CPU peak (bytes) of `steps` AdamW training steps, in a fresh process: peak resident memory less
+    file-backed pages, minus the anonymous memory before the model was built (glibc returns blocks >= 64 KB)."""
     import os
     import subprocess
     import sys
