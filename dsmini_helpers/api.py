@@ -20,6 +20,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import torch
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -277,6 +278,9 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        threads = os.environ.get("DSMINI_TORCH_THREADS", "").strip()
+        if threads.isdigit() and int(threads) > 0:  # e.g. 1 on a small CPU: one core per request, one for HTTP
+            torch.set_num_threads(int(threads))
         app.state.model, app.state.load_error = load_model(checkpoint_dir)
         yield
         app.state.model = None

@@ -41,24 +41,28 @@ def glue_masks(text: str, tokenizer: Any) -> str:
 
 
 # Defined in chapter 8 (notebooks/08_inference.ipynb)
+def top_candidates(rows: Tensor, top_k: int = 5, banned_ids: Sequence[int] = ()) -> tuple[Tensor, Tensor]:
+    """The top_k token ids and their probabilities, both (N, k), for each row of logits (N, V); banned ids (the
+    special tokens) get probability 0."""
+    rows = rows.float()
+    if banned_ids:
+        rows = rows.index_fill(-1, torch.tensor(list(banned_ids), device=rows.device), float("-inf"))
+    probs, ids = rows.softmax(dim=-1).topk(min(top_k, rows.size(-1)), dim=-1)  # (N, k), (N, k)
+    return ids, probs
+
+
 def fill_mask_candidates(logits: Tensor, ids: Tensor, mask_id: int, top_k: int = 5,
                          banned_ids: Sequence[int] = ()) -> list[tuple[int, Tensor, Tensor]]:
     """For each [MASK] in `ids` (T,), the top_k (token ids (k,), probabilities (k,)) from `logits` (T, V).
 
     All masks are predicted at once from the same input (each sees the others as [MASK]); returns
-    `[(position, ids, probs), ...]` in text order. Banned ids (special tokens) get probability 0.
+    `[(position, ids, probs), ...]` in text order.
     """
     if ids.dim() != 1 or logits.dim() != 2 or logits.size(0) != ids.size(0):
         raise ValueError(f"need ids (T,) and logits (T, V), got {tuple(ids.shape)} and {tuple(logits.shape)}")
     positions = (ids == mask_id).nonzero().flatten().tolist()
-    logits = logits.float().clone()
-    logits[:, list(banned_ids)] = float("-inf")
-    probs = logits.softmax(dim=-1)  # (T, V)
-    out = []
-    for pos in positions:
-        p, i = probs[pos].topk(min(top_k, probs.size(-1)))  # (k,), (k,)
-        out.append((pos, i, p))
-    return out
+    top_ids, probs = top_candidates(logits[positions], top_k, banned_ids)  # (N, k), (N, k)
+    return [(pos, top_ids[j], probs[j]) for j, pos in enumerate(positions)]
 
 
 # Defined in chapter 8 (notebooks/08_inference.ipynb)
@@ -329,9 +333,11 @@ class Model:
         if len(ids) > self.max_len:
             raise ValueError(f"the text is {len(ids)} tokens long; the model reads at most {self.max_len}")
         x = torch.tensor([ids], device=self.device)  # (1, T)
+        labels = torch.where(x == self.mask_id, x, torch.full_like(x, -100))  # ask the sparse head for masks only
         with self._lock:
-            logits = self.logits(x)[0].cpu()  # (T, V)
-        found = fill_mask_candidates(logits, x[0].cpu(), self.mask_id, top_k, self.special_ids)
+            rows = self.net(x, labels=labels).logits.cpu()  # (N, V): one row per [MASK], in text order
+        positions = [i for i, t in enumerate(ids) if t == self.mask_id]
+        found = zip(positions, *top_candidates(rows, top_k, self.special_ids))
         filled = list(ids)
         masks = []
         for pos, top_ids, probs in found:

@@ -29,7 +29,10 @@ def test_bench_api_quick(tmp_path):
     assert set(result["ratios"]) == {line[len("ratio "):].split(": ")[0] for line in ratio_lines}
     assert result["errors"] == 0
     rows = result["rows"]
-    assert {(r["endpoint"], r["clients"]) for r in rows if r["how"].startswith("HTTP")} == {
-        ("/embed", 1), ("/embed", 4), ("/predict", 1), ("/predict", 4)}
+    http_rows = [r for r in rows if r["how"].startswith("HTTP")]
+    assert len(http_rows) == 8 and {r["torch_threads"] for r in http_rows} >= {"1"}
+    assert {(r["endpoint"], r["clients"]) for r in http_rows} == {("/embed", 1), ("/embed", 4), ("/predict", 1),
+                                                                  ("/predict", 4)}
+    assert {r["endpoint"] for r in rows if r["how"].startswith("in-process")} == {"/embed", "/predict"}
     assert all(r["requests"] > 0 and 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"] for r in rows)
     assert all(60 <= r["input_tokens"] <= 68 for r in rows)  # 64-token inputs (a [MASK] may re-split a word)
