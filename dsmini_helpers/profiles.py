@@ -47,10 +47,14 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "gpu": dict(seq_lens=(1024, 4096, 16384), window=128, repeats=5),
     },
     "moe": {
-        # train_steps/tokens: the collapse toy (tokens per step); widget_*: the 18 next-token models of the widget
-        "ci": dict(train_steps=60, tokens=512, d_model=32, d_hidden=64, widget_steps=40, widget_docs=200),
-        "cpu": dict(train_steps=300, tokens=2048, d_model=64, d_hidden=128, widget_steps=150, widget_docs=2000),
-        "gpu": dict(train_steps=500, tokens=8192, d_model=128, d_hidden=256, widget_steps=300, widget_docs=5000),
+        # train_steps/tokens: the collapse toy (tokens per step); widget_*: the 18 next-token models of the widget;
+        # bias_rate: DeepSeek-V3's gamma for these short runs (each bias moves at most gamma per step)
+        "ci": dict(train_steps=60, tokens=512, d_model=32, d_hidden=64, widget_steps=40, widget_docs=200,
+                   bias_rate=1e-2),
+        "cpu": dict(train_steps=300, tokens=2048, d_model=64, d_hidden=128, widget_steps=150, widget_docs=2000,
+                    bias_rate=1e-3),
+        "gpu": dict(train_steps=500, tokens=8192, d_model=128, d_hidden=256, widget_steps=300, widget_docs=5000,
+                    bias_rate=1e-3),
     },
     "model": {
         "ci": dict(config="ci", batch_size=4, seq_len=64),
