@@ -158,7 +158,7 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, rope: bool = True,
-                 core: AttentionCore | None = None, bias: bool = False):
+                 core: AttentionCore | None = None, bias: bool = False, rope_base: float = 10000.0):
         super().__init__()
         if n_heads <= 0 or d_model <= 0 or d_model % n_heads:
             raise ValueError(f"d_model ({d_model}) must be a positive multiple of n_heads ({n_heads})")
@@ -168,7 +168,7 @@ class MultiHeadAttention(nn.Module):
         self.dropout = dropout                                  # on the attention weights, training only
         self.qkv = nn.Linear(d_model, 3 * d_model, bias=bias)   # [W_q; W_k; W_v] stacked: one matmul
         self.out = nn.Linear(d_model, d_model, bias=bias)
-        self.rotary = RotaryEmbedding(self.head_dim) if rope else None
+        self.rotary = RotaryEmbedding(self.head_dim, base=rope_base) if rope else None
         self.core = core if core is not None else torch_sdpa_core
 
     def _check_input(self, x: Tensor, key_padding_mask: Tensor | None) -> None:

@@ -193,3 +193,10 @@ def test_bad_shapes_raise_clear_errors():
         scaled_dot_product_attention(q.long(), q.long(), q.long())
     with pytest.raises(ValueError, match="apply_rope"):
         apply_rope(q, *RotaryEmbedding(8)(4))
+
+
+def test_rope_base_and_core_are_configurable():
+    m = MultiHeadAttention(32, 4, rope_base=500.0, core=scaled_dot_product_attention)
+    assert m.rotary.base == 500.0 and m.core is scaled_dot_product_attention
+    assert MultiHeadAttention(32, 4, rope=False).rotary is None
+    assert MultiHeadAttention(32, 4).core is torch_sdpa_core
