@@ -273,15 +273,36 @@ def _flex(compiled: bool):
     return _COMPILED_FLEX["fn"]
 
 
+FLEX_BLOCK = 128  # FlexAttention's tile size
+
+
+def _band_blocks(T: int, window: int, device: torch.device | str) -> Tensor:
+    """(nQB, nKB) bool: which 128-key blocks each 128-query block needs for |i - j| <= window."""
+    nb = math.ceil(T / FLEX_BLOCK)
+    i = torch.arange(nb, device=device)
+    lo = (i * FLEX_BLOCK - window).clamp(min=0) // FLEX_BLOCK  # first key block of query block i
+    hi = ((i + 1) * FLEX_BLOCK - 1 + window).clamp(max=T - 1) // FLEX_BLOCK  # last key block
+    return (i[None, :] >= lo[:, None]) & (i[None, :] <= hi[:, None])  # (nb, nb)
+
+
+def _block_mask(blocks: Tensor, T: int, mask_mod):
+    """A BlockMask from a (B|1, nQB, nKB) table of needed blocks; mask_mod decides inside every listed block."""
+    from torch.nn.attention.flex_attention import BlockMask
+
+    kv_num_blocks = blocks.sum(-1).to(torch.int32)[:, None]  # (B|1, 1, nQB)
+    kv_indices = torch.argsort((~blocks).to(torch.int8), dim=-1, stable=True).to(torch.int32)[:, None]  # needed first
+    return BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod,
+                                    seq_lengths=(T, T))
+
+
 @lru_cache(maxsize=16)
 def flex_block_mask(T: int, window: int, device: str):
-    """The sliding-window BlockMask for length T, cached per (T, window, device)."""
-    from torch.nn.attention.flex_attention import create_block_mask
+    """The sliding-window BlockMask for length T, cached per (T, window, device); built without a (T, T) mask."""
 
     def sliding(b, h, q_idx, kv_idx):
         return (q_idx - kv_idx).abs() <= window
 
-    return create_block_mask(sliding, None, None, T, T, device=device)
+    return _block_mask(_band_blocks(T, window, device)[None], T, sliding)
 
 
 def _empty_rows(T: int, window: int, keep: Tensor, global_mask: Tensor | None) -> Tensor:
@@ -309,7 +330,6 @@ def flex_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int,
     B, H, T, D = q.shape
     if key_padding_mask is None and global_mask is None:
         return _flex(compiled)(q, k, v, block_mask=flex_block_mask(T, window, str(q.device)))
-    from torch.nn.attention.flex_attention import create_block_mask
     keep = (torch.ones(B, T, dtype=torch.bool, device=q.device) if key_padding_mask is None
             else key_padding_mask)
     glob = torch.zeros(B, T, dtype=torch.bool, device=q.device) if global_mask is None else global_mask
@@ -319,8 +339,12 @@ def flex_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int,
         near = ((q_idx - kv_idx).abs() <= window) | glob[b, q_idx] | glob[b, kv_idx]
         return (near & keep[b, kv_idx]) | ((q_idx == kv_idx) & empty[b, q_idx])
 
-    block_mask = create_block_mask(mask_mod, B, None, T, T, device=str(q.device))  # per call: depends on masks
-    out = _flex(compiled)(q, k, v, block_mask=block_mask)
+    blocks = _band_blocks(T, window, q.device)[None]  # (1, nQB, nKB)
+    if global_mask is not None:  # a block holding a global query needs every key block, and vice versa
+        nb = blocks.shape[-1]
+        g = F.pad(global_mask, (0, nb * FLEX_BLOCK - T)).view(B, nb, FLEX_BLOCK).any(-1)  # (B, nb)
+        blocks = blocks | g[:, :, None] | g[:, None, :]  # (B, nQB, nKB)
+    out = _flex(compiled)(q, k, v, block_mask=_block_mask(blocks, T, mask_mod))
     return out.masked_fill(empty[:, None, :, None], 0.0)
 
 
