@@ -69,7 +69,7 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": dict(config="cpu", max_steps=600, batch_size=16, seq_len=128, eval_every=100, eval_batches=8, lr=1e-3,
                     warmup_steps=50, grad_accum=1, mask_rate=0.3, variable_mix=0.25, save_every=200,
                     ablation_steps=120),
-        "gpu": dict(config="gpu", max_steps=20_000, batch_size=32, seq_len=512, eval_every=500, eval_batches=20,
+        "gpu": dict(config="gpu", max_steps=20_000, batch_size=24, seq_len=512, eval_every=500, eval_batches=20,
                     lr=5e-4, warmup_steps=1000, grad_accum=2, mask_rate=0.3, variable_mix=0.25, save_every=2000,
                     ablation_steps=1000),
     },

@@ -389,3 +389,29 @@ def test_yaml_config(tmp_path):
     f.write_text("train:\n  max_step: 7\n")
     with pytest.raises(ValueError, match="max_step"):
         P.config_from_yaml(f)
+
+
+AUTOCAST_BUG = pytest.mark.xfail(raises=TypeError, strict=False, reason=(
+    "chapters 4/6: under CPU autocast the sliding-window core gets q, k in float32 (after RoPE) and v in the "
+    "autocast dtype and raises 'q, k, v must share one floating dtype'"))
+
+
+@pytest.mark.parametrize("precision", [pytest.param(p, marks=AUTOCAST_BUG) for p in ("bf16", "fp16")])
+def test_mixed_precision_paths_run(tmp_path, data, precision):
+    """The autocast (and, for fp16, GradScaler) code paths, exercised on the CPU."""
+    res = run(tiny(max_steps=3, eval_every=3, precision=precision, grad_accum=2), tmp_path / precision, data)
+    losses = [r["loss"] for r in res.records("train")]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    state = P.load_checkpoint(res.checkpoint)[2]
+    assert state["precision"] == str(P.pick_precision(torch.device("cpu"), precision))
+    assert ("scale" in state["scaler"]) == (precision == "fp16")
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "experiments").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_experiment_file_parses(path):
+    from dsmini_helpers.model import DSMiniConfig
+
+    cfg, name = P.config_from_yaml(path)
+    assert name == path.stem
+    model = DSMiniConfig.from_dict(dict(cfg.model)) if isinstance(cfg.model, dict) else None
+    assert model is None or model.vocab_size == 20_000
