@@ -120,6 +120,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
             f"apply_rope wants x (..., T, D) with D even and cos, sin (T, D); got x {tuple(x.shape)}, "
             f"cos {tuple(cos.shape)}, sin {tuple(sin.shape)}"
         )
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # under autocast q, k are bf16/fp16: keep them so, like v
     return x * cos + rotate_half(x) * sin
 
 

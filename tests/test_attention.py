@@ -200,3 +200,17 @@ def test_rope_base_and_core_are_configurable():
     assert m.rotary.base == 500.0 and m.core is scaled_dot_product_attention
     assert MultiHeadAttention(32, 4, rope=False).rotary is None
     assert MultiHeadAttention(32, 4).core is torch_sdpa_core
+
+
+def test_rope_keeps_the_autocast_dtype():
+    """Under bf16 autocast q, k stay bf16 after RoPE, like v (a float32 cos/sin must not promote them)."""
+    from dsmini_helpers.attention import RotaryEmbedding, apply_rope
+    from dsmini_helpers.sparse_attention import SlidingWindowAttention
+
+    x = torch.randn(2, 4, 8, 16, dtype=torch.bfloat16)
+    cos, sin = RotaryEmbedding(16)(8)
+    assert apply_rope(x, cos, sin).dtype == torch.bfloat16
+    layer = SlidingWindowAttention(32, 4, window=2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(torch.randn(2, 8, 32))
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
