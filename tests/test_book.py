@@ -119,14 +119,16 @@ def test_no_page_references_a_cdn_for_scripts_or_styles():
 def test_page_renders_offline(browser, server, page_path):
     page, errors, outside = open_page(browser, server, page_path)
     try:
-        has_math = page.locator(".math").count() > 0
-        if has_math:
-            page.wait_for_selector("mjx-container", timeout=15_000)
-            text = page.inner_text("main")
-            assert "\\(" not in text and "\\[" not in text, "raw TeX left on the page"
+        if page.locator("main .math").count() > 0:
+            page.wait_for_selector("mjx-container", state="attached", timeout=15_000)
+            page.wait_for_timeout(500)
+            raw = page.evaluate(
+                "() => Array.from(document.querySelectorAll('main span.math, main div.math'))"
+                ".filter(e => !e.querySelector('mjx-container')).map(e => e.textContent.slice(0, 60))")
+            assert not raw, f"math left as raw TeX: {raw}"
         has_widgets = page.locator('script[type="application/vnd.jupyter.widget-view+json"]').count() > 0
         if has_widgets:
-            page.wait_for_selector(".jupyter-widgets", timeout=15_000)
+            page.wait_for_selector(".jupyter-widgets", state="attached", timeout=15_000)
             assert "Error displaying widget" not in page.inner_text("main")
         broken = page.evaluate(
             "() => Array.from(document.querySelectorAll('main img'))"

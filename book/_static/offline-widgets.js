@@ -7,7 +7,8 @@
   var me = document.currentScript && document.currentScript.src;
   if (!me) return;
   var dist = me.replace(/[^/]*$/, "") + "vendor/@jupyter-widgets/html-manager/dist";
-  window.require = { paths: { "@jupyter-widgets/html-manager/dist": dist } };
+  // The bundle's other modules ("@jupyter-widgets/controls", ...) resolve their fonts the same way.
+  window.require = { paths: { "@jupyter-widgets/html-manager/dist": dist, "@jupyter-widgets": dist } };
   window.__jupyter_widgets_assets_path__ = dist + "/";
 })();
 
