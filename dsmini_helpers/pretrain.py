@@ -715,17 +715,31 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None, devic
 
 
 # Defined in chapter 7 (notebooks/07_pretraining.ipynb)
-def get_checkpoint(profile_name: str | None = None) -> Path:
-    """The latest checkpoint under data/checkpoints/<profile>/, training one in that profile first if missing."""
+VARIANTS: dict[str, dict[str, Any]] = {  # TrainConfig overrides of the profile's run
+    "default": {},
+    "mask15": {"mask_rate": 0.15, "variable_mix": 0.0},  # BERT's recipe only: chapter 8's comparison
+}
+
+
+def get_checkpoint(profile_name: str | None = None, variant: str = "default") -> Path:
+    """The latest checkpoint of the profile's run, training it first if missing (under a lock: once).
+
+    "default" lives in data/checkpoints/<profile>/ (what chapter 9 serves); other variants in
+    data/runs/<profile>-<variant>/, so the server never picks a comparison model as "the latest".
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     profile = get_profile(profile_name)
-    root = data_dir("checkpoints", profile.name)
+    root = (data_dir("checkpoints", profile.name) if variant == "default"
+            else data_dir("runs", f"{profile.name}-{variant}"))
     found = latest_checkpoint(root)
     if found is not None:
         return found
     with file_lock(root / "train"):
         found = latest_checkpoint(root)
         if found is None:
-            found = train(TrainConfig.for_profile(profile.name), root, progress=False).checkpoint
+            cfg = TrainConfig.for_profile(profile.name, **VARIANTS[variant])
+            found = train(cfg, root, progress=False).checkpoint
     return found
 
 

@@ -366,6 +366,18 @@ def test_get_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch):
     assert state["step"] == P.TrainConfig.for_profile("ci").max_steps
 
 
+def test_get_checkpoint_variant_trains_bert_only_masking_out_of_the_servers_way(tmp_path, monkeypatch):
+    monkeypatch.setattr(P, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+                                                        or tmp_path.joinpath(*parts)))
+    path = P.get_checkpoint("ci", "mask15")
+    assert path.parent == tmp_path / "runs" / "ci-mask15"
+    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("model.safetensors"))
+    cfg = P.load_checkpoint(path)[2]["train_config"]
+    assert cfg["mask_rate"] == 0.15 and cfg["variable_mix"] == 0.0
+    with pytest.raises(ValueError, match="variant must be one of"):
+        P.get_checkpoint("ci", "mask50")
+
+
 ROOT = Path(__file__).resolve().parents[1]
 CLI_ARGS = [["--profile", "ci"]] + [["--config", str(p)] for p in sorted((ROOT / "experiments").glob("*ci*.yaml"))]
 
