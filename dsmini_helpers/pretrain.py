@@ -673,21 +673,23 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None, devic
         for group in optimizer.param_groups:
             group["lr"] = lr
         mlm_loss, aux_total = 0.0, 0.0
-        for _ in range(cfg.grad_accum):
-            ids = random_windows(arrays["train"], cfg.batch_size, cfg.seq_len, generator)  # (B, T)
-            use_variable = cfg.variable_mix > 0 and torch.rand(1, generator=generator).item() < cfg.variable_mix
-            objective = "variable" if use_variable else cfg.objective
-            inputs, labels = mask_batch(ids, vocab_size, objective, cfg.mask_rate, generator)
+        ids = random_windows(arrays["train"], cfg.batch_size * cfg.grad_accum, cfg.seq_len, generator)  # (A·B, T)
+        use_variable = cfg.variable_mix > 0 and torch.rand(1, generator=generator).item() < cfg.variable_mix
+        objective = "variable" if use_variable else cfg.objective
+        inputs, labels = mask_batch(ids, vocab_size, objective, cfg.mask_rate, generator)  # (A·B, T)
+        n_masked = max(int((labels != IGNORE_INDEX).sum()), 1)  # the step's loss: a mean over all of them
+        for micro_inputs, micro_labels in zip(inputs.chunk(cfg.grad_accum), labels.chunk(cfg.grad_accum)):
+            share = int((micro_labels != IGNORE_INDEX).sum()) / n_masked  # this micro-batch's weight
             with autocast(device, dtype):
-                out = fwd(inputs.to(device), None, labels.to(device))
+                out = fwd(micro_inputs.to(device), None, micro_labels.to(device))  # (B, T) each
                 aux = moe_aux_loss(model)
-                loss = out.loss + aux
+                loss = out.loss * share + aux / cfg.grad_accum
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"loss is {loss.item()} at step {step + 1}: training diverged. Last good checkpoint: "
                     f"{latest_checkpoint(out_dir)}. Lower lr (now {lr:.2e}) or use precision='fp32'.")
-            scaler.scale(loss / cfg.grad_accum).backward()
-            mlm_loss += out.loss.item() / cfg.grad_accum
+            scaler.scale(loss).backward()
+            mlm_loss += out.loss.item() * share
             aux_total += float(aux.detach() if torch.is_tensor(aux) else aux) / cfg.grad_accum
         scaler.unscale_(optimizer)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip))
