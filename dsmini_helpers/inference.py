@@ -152,12 +152,14 @@ def sample_tokens(logits: Tensor, temperature: float = 0.0, top_k: int | None = 
 # Defined in chapter 8 (notebooks/08_inference.ipynb)
 @dataclass
 class Generation:
-    """What `diffusion_generate` returns: the final ids and when each generated slot was committed."""
+    """What `diffusion_generate` returns: the final ids, when each generated slot was committed and how sure the
+    model was of it then."""
 
     ids: Tensor  # (B, T) prompt + generated + suffix
     start: int  # first generated position
     commit_step: Tensor  # (B, L) the step (0-based, counted over all blocks) that filled each generated slot
     snapshots: list[Tensor] = field(default_factory=list)  # (B, T) after each step, if asked for
+    commit_conf: Tensor | None = None  # (B, L) the model's probability of each committed token, when committed
 
     @property
     def new_ids(self) -> Tensor:
@@ -191,6 +193,7 @@ def diffusion_generate(logits_fn: LogitsFn, prompt: Tensor, max_new_tokens: int,
     parts = [prompt, masks] + ([suffix.to(prompt.device)] if suffix is not None else [])
     x = torch.cat(parts, dim=1)  # (B, T)
     commit_step = torch.full((B, max_new_tokens), -1, dtype=torch.long)
+    commit_conf = torch.full((B, max_new_tokens), float("nan"))
     snapshots = []
     step = 0
     blocks = block_spans(P, max_new_tokens, block_length)
@@ -201,6 +204,7 @@ def diffusion_generate(logits_fn: LogitsFn, prompt: Tensor, max_new_tokens: int,
             Lb, V = logits.shape[1:]
             tokens, conf = sample_tokens(logits.reshape(-1, V), temperature, top_k, gen)  # (B*Lb,)
             tokens, conf = tokens.view(B, Lb).to(x.device), conf.view(B, Lb).cpu()
+            prob = conf  # the model's own probability of each candidate (B, Lb), whatever ranks the slots
             if remasking == "random":
                 conf = torch.rand(B, Lb, generator=gen)
             still = (x[:, b0:b1] == mask_id).cpu()  # (B, Lb) slots not yet committed
@@ -211,10 +215,42 @@ def diffusion_generate(logits_fn: LogitsFn, prompt: Tensor, max_new_tokens: int,
             block = x[:, b0:b1]
             x[:, b0:b1] = torch.where(chosen.to(x.device), tokens, block)
             commit_step[:, b0 - P:b1 - P][chosen] = step
+            commit_conf[:, b0 - P:b1 - P][chosen] = prob[chosen]
             step += 1
             if keep_snapshots:
                 snapshots.append(x.clone())
-    return Generation(ids=x, start=P, commit_step=commit_step, snapshots=snapshots)
+    return Generation(ids=x, start=P, commit_step=commit_step, snapshots=snapshots, commit_conf=commit_conf)
+
+
+# Defined in chapter 8 (notebooks/08_inference.ipynb)
+def masked_accuracy_by_rate(model: torch.nn.Module, windows: Tensor, rates: Sequence[float], vocab_size: int, *,
+                            batch_size: int = 16, seed: int = 0, device: torch.device | str = "cpu",
+                            mask_id: int = 4) -> list[dict[str, float]]:
+    """Masked-token accuracy and loss of `model` on `windows` (N, T) with a share `rate` of the ordinary tokens
+    replaced by [MASK] (all of them: a generation input has no random or kept tokens), for each rate.
+
+    One seed for every rate and every model: the same windows get the same masks, and a higher rate masks a
+    superset of a lower one. Returns `[{"rate", "accuracy", "loss", "masked_tokens"}, ...]` in `rates` order.
+    """
+    from dsmini_helpers.pretrain import bert_mask, evaluate
+
+    if not isinstance(windows, Tensor) or windows.dim() != 2 or windows.dtype not in (torch.int32, torch.int64):
+        raise TypeError(f"windows must be an integer tensor (N, T), got {type(windows).__name__} "
+                        f"{tuple(getattr(windows, 'shape', ()))}")
+    if len(rates) == 0 or not all(0.0 < float(r) <= 1.0 for r in rates):
+        raise ValueError(f"rates must be a non-empty list of numbers in (0, 1], got {list(rates)}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    rows = []
+    for rate in rates:
+        g = torch.Generator().manual_seed(seed)
+        inputs, labels = bert_mask(windows, vocab_size, float(rate), probs=(1.0, 0.0, 0.0), mask_id=mask_id,
+                                   generator=g)  # (N, T), (N, T) labels -100 where not masked
+        batches = list(zip(inputs.split(batch_size), labels.split(batch_size)))
+        m = evaluate(model, batches, device)
+        rows.append({"rate": float(rate), "accuracy": m["valid_accuracy"], "loss": m["valid_loss"],
+                     "masked_tokens": m["masked_tokens"]})
+    return rows
 
 
 # Defined in chapter 8 (notebooks/08_inference.ipynb)

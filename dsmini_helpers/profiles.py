@@ -74,10 +74,14 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                     ablation_steps=1000),
     },
     "inference": {
-        # generation length/steps of the side-by-side; sentences embedded for the semantic-search measurement
-        "ci": dict(max_new_tokens=12, steps=12, search_sentences=160, sentences_per_doc=4),
-        "cpu": dict(max_new_tokens=24, steps=24, search_sentences=600, sentences_per_doc=4),
-        "gpu": dict(max_new_tokens=48, steps=48, search_sentences=2000, sentences_per_doc=4),
+        # generation length/steps of the side-by-side; sentences embedded for the semantic-search measurement;
+        # sweep_*: validation windows of the masked-accuracy-against-mask-rate comparison (two checkpoints)
+        "ci": dict(max_new_tokens=12, steps=12, search_sentences=160, sentences_per_doc=4, sweep_windows=32,
+                   sweep_seq_len=64, sweep_batch_size=16),
+        "cpu": dict(max_new_tokens=24, steps=24, search_sentences=600, sentences_per_doc=4, sweep_windows=128,
+                    sweep_seq_len=128, sweep_batch_size=32),
+        "gpu": dict(max_new_tokens=48, steps=48, search_sentences=2000, sentences_per_doc=4, sweep_windows=512,
+                    sweep_seq_len=512, sweep_batch_size=32),
     },
 }
 

@@ -326,3 +326,103 @@ def test_model_is_safe_under_threads(model):
     assert not errors
     for i in range(8):
         torch.testing.assert_close(results[i], expected[i], atol=1e-5, rtol=1e-5)
+
+
+# --- commit confidences and the mask-rate comparison -------------------------------------------------------------
+def test_commit_conf_is_the_models_probability_at_commit():
+    conf = [0.5, 0.9, 0.2, 0.8, 0.4, 0.6]
+    fn = fixed_logits([2, 3, 4, 5, 6, 7], conf)
+    empty = torch.empty(1, 0, dtype=torch.long)
+    low = diffusion_generate(fn, empty, 6, steps=6, mask_id=MASK)
+    torch.testing.assert_close(low.commit_conf, torch.tensor([conf]))
+    # random remasking ranks slots by a coin, but still records the model's probability of each token
+    rnd = diffusion_generate(fn, empty, 6, steps=6, mask_id=MASK, remasking="random", seed=3)
+    torch.testing.assert_close(rnd.commit_conf, torch.tensor([conf]))
+    # one-shot: every slot committed at step 0, each at its own probability
+    one_shot = diffusion_generate(fn, empty, 6, steps=1, mask_id=MASK)
+    assert one_shot.commit_step.tolist() == [[0] * 6]
+    torch.testing.assert_close(one_shot.commit_conf, torch.tensor([conf]))
+
+
+class MajorityModel(torch.nn.Module):
+    """Predicts, at every position, the most frequent visible ordinary token of its row (token 5 if none is
+    visible); returns what chapter 6's model returns with labels: (loss, logits of the labelled positions)."""
+
+    def __init__(self, vocab_size):
+        super().__init__()
+        self.vocab_size = vocab_size
+
+    def forward(self, ids, attention_mask=None, labels=None):
+        from types import SimpleNamespace
+
+        B, T = ids.shape
+        logits = torch.full((B, T, self.vocab_size), -10.0)
+        for b in range(B):
+            visible = ids[b][ids[b] > 4]
+            guess = int(visible.mode().values) if visible.numel() else 5
+            logits[b, :, guess] = 10.0
+        sel = labels != -100
+        rows = logits[sel]  # (N, V)
+        return SimpleNamespace(loss=torch.nn.functional.cross_entropy(rows, labels[sel]), logits=rows)
+
+
+def test_masked_accuracy_by_rate_known_answers():
+    from dsmini_helpers.inference import masked_accuracy_by_rate
+
+    windows = torch.full((8, 20), 7)
+    windows[:, 0], windows[:, -1] = 2, 3  # [CLS] 7 7 ... 7 [SEP]: specials are never masked
+    rows = masked_accuracy_by_rate(MajorityModel(12), windows, [0.15, 0.5, 1.0], 12, batch_size=3)
+    assert [r["rate"] for r in rows] == [0.15, 0.5, 1.0]
+    assert rows[0]["accuracy"] == 1.0 and rows[1]["accuracy"] == 1.0  # some 7s visible: the guess is 7
+    assert rows[2]["accuracy"] == 0.0 and rows[2]["masked_tokens"] == 8 * 18  # nothing visible: collapse
+    counts = [r["masked_tokens"] for r in rows]
+    assert counts == sorted(counts) and 0 < counts[0] < counts[1]
+    assert all(r["loss"] >= 0 for r in rows)
+
+
+def test_masked_accuracy_by_rate_same_masks_for_every_call_and_nested():
+    from dsmini_helpers.inference import masked_accuracy_by_rate
+    from dsmini_helpers.pretrain import bert_mask
+
+    g = torch.Generator().manual_seed(5)
+    windows = torch.randint(5, 30, (6, 32), generator=g)
+    a = masked_accuracy_by_rate(MajorityModel(30), windows, [0.3, 0.7], 30)
+    b = masked_accuracy_by_rate(MajorityModel(30), windows, [0.3, 0.7], 30, batch_size=2)
+    for x, y in zip(a, b):  # batching changes nothing (but float rounding); the masks depend only on the seed
+        assert (x["rate"], x["accuracy"], x["masked_tokens"]) == (y["rate"], y["accuracy"], y["masked_tokens"])
+        assert x["loss"] == pytest.approx(y["loss"], rel=1e-5)
+    lo = bert_mask(windows, 30, 0.3, probs=(1.0, 0.0, 0.0), generator=torch.Generator().manual_seed(0))[1] != -100
+    hi = bert_mask(windows, 30, 0.7, probs=(1.0, 0.0, 0.0), generator=torch.Generator().manual_seed(0))[1] != -100
+    assert (hi | ~lo).all() and hi.sum() > lo.sum()  # a higher rate hides a superset
+    assert a[0]["masked_tokens"] == int(lo.sum())
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(windows=torch.zeros(4, dtype=torch.long)), TypeError),
+    (dict(windows=torch.zeros(2, 4)), TypeError),
+    (dict(rates=[]), ValueError),
+    (dict(rates=[0.0]), ValueError),
+    (dict(rates=[1.5]), ValueError),
+    (dict(batch_size=0), ValueError),
+])
+def test_masked_accuracy_by_rate_rejects_bad_input(kwargs, error):
+    from dsmini_helpers.inference import masked_accuracy_by_rate
+
+    args = dict(model=MajorityModel(12), windows=torch.full((2, 8), 7), rates=[0.5], vocab_size=12) | kwargs
+    with pytest.raises(error):
+        masked_accuracy_by_rate(**args)
+
+
+def test_masked_accuracy_by_rate_on_the_ci_checkpoints():
+    """The real comparison at ci size: both checkpoints, the same masks, accuracies that are probabilities."""
+    from dsmini_helpers.inference import masked_accuracy_by_rate
+    from dsmini_helpers.pretrain import fixed_windows, get_checkpoint, get_token_arrays, load_checkpoint
+
+    tokens = get_token_arrays()
+    windows = fixed_windows(tokens["valid"], 8, 32)
+    results = []
+    for variant in ("default", "mask15"):
+        net, tok, _ = load_checkpoint(get_checkpoint("ci", variant=variant))
+        results.append(masked_accuracy_by_rate(net, windows, [0.15, 0.9], tok.get_vocab_size()))
+    assert [r["masked_tokens"] for r in results[0]] == [r["masked_tokens"] for r in results[1]]
+    assert all(0.0 <= r["accuracy"] <= 1.0 for rows in results for r in rows)
