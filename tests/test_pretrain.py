@@ -418,6 +418,17 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, data):
         torch.testing.assert_close(p, q, rtol=0, atol=1e-5, msg=name)  # Adam amplifies float noise in tiny grads
 
 
+def test_torch_compile_option_trains_like_eager(tmp_path, data):
+    """compile=True runs the same loop through torch.compile (dense model: the MoE dispatch splits the graph)."""
+    same = dict(max_steps=3, eval_every=3, model_overrides={"moe_layers": ()})
+    eager = run(tiny(**same), tmp_path / "eager", data)
+    compiled = run(tiny(compile=True, **same), tmp_path / "compiled", data)
+    for a, b in zip(eager.records("train"), compiled.records("train"), strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    assert P.verify_checkpoint(compiled.checkpoint)
+    assert not any(k.startswith("_orig_mod") for k in P.load_checkpoint(compiled.checkpoint)[0].state_dict())
+
+
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_paths_run(tmp_path, data, precision):
     """The autocast (and, for fp16, GradScaler) code paths, exercised on the CPU."""
