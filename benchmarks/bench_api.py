@@ -8,6 +8,8 @@ cycle a client spends is taken from the server. Side by side, in the same run:
 - the same call in-process (`Model.embed` / `Model.fill_mask`, one caller, no HTTP): what HTTP, JSON and
   queueing add;
 - the server with PyTorch's default number of threads (one per core) and with DSMINI_TORCH_THREADS=1.
+/embed goes through the server's MicroBatcher (concurrent requests share a forward pass); /predict does not, so
+the two endpoints also show what batching buys.
 Figures are noisy when other work shares the machine.
 
 Goal on CPU (chapter 9): p95 < 50 ms for /embed with 8 concurrent clients, zero errors.

@@ -6,6 +6,9 @@ Exported from notebooks/09_serving.ipynb; each definition names the chapter that
 
 
 # Defined in chapter 9 (notebooks/09_serving.ipynb)
+import asyncio
+import collections
+import concurrent.futures
 import contextlib
 import json
 import logging
@@ -262,7 +265,91 @@ class LimitBodySize:
 
 
 # Defined in chapter 9 (notebooks/09_serving.ipynb)
-def get_model(request: Request) -> Any:
+class MicroBatcher:
+    """One worker thread for many callers: whatever queues up while a batch runs becomes the next batch.
+
+    `run_batch(items) -> results` (same length and order). No timer, so a lone request never waits; under load,
+    concurrent requests share one forward pass. `batch_sizes` counts the batches run, by size.
+    """
+
+    def __init__(self, run_batch: Callable[[list[Any]], list[Any]], max_items: int = 16) -> None:
+        if max_items < 1:
+            raise ValueError(f"max_items must be >= 1, got {max_items}")
+        self.run_batch, self.max_items = run_batch, max_items
+        self.batch_sizes: collections.Counter[int] = collections.Counter()
+        self._queue: asyncio.Queue | None = None
+        self._worker: asyncio.Task | None = None
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dsmini-batch")
+
+    async def start(self) -> None:
+        """Start the worker on the running event loop (call it from the app's lifespan)."""
+        self._queue = asyncio.Queue()
+        self._worker = asyncio.create_task(self._serve())
+
+    async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._worker
+        self._pool.shutdown(wait=True)
+
+    async def submit(self, item: Any) -> Any:
+        """Queue `item`; return its result (or raise its exception) once its batch has run."""
+        if self._queue is None:
+            raise RuntimeError("the batcher is not running: `await batcher.start()` first")
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait((item, future))
+        return await future
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while len(batch) < self.max_items and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            batch = [(item, future) for item, future in batch if not future.done()]  # skip callers that left
+            if not batch:
+                continue
+            self.batch_sizes[len(batch)] += 1
+            results = await loop.run_in_executor(self._pool, self._run_isolated, [item for item, _ in batch])
+            for (_, future), result in zip(batch, results):
+                if future.done():
+                    continue
+                if isinstance(result, BaseException):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
+
+    def _run_isolated(self, items: list[Any]) -> list[Any]:
+        """run_batch(items); if that raises, each item alone, so an error reaches only the request that caused it."""
+        try:
+            results = list(self.run_batch(items))
+            if len(results) != len(items):
+                raise RuntimeError(f"run_batch returned {len(results)} results for {len(items)} items")
+            return results
+        except Exception as e:
+            if len(items) == 1:
+                return [e]
+            return [self._run_isolated([item])[0] for item in items]
+
+
+def embed_batch(model: Any) -> Callable[[list[tuple[list[str], str]]], list[torch.Tensor]]:
+    """run_batch for /embed: items are (texts, pooling); one `model.embed` call per pooling, split back per item."""
+
+    def run(items: list[tuple[list[str], str]]) -> list[torch.Tensor]:
+        results: list[torch.Tensor | None] = [None] * len(items)
+        for pooling in sorted({pooling for _, pooling in items}):
+            mine = [i for i, (_, p) in enumerate(items) if p == pooling]
+            vectors = model.embed([t for i in mine for t in items[i][0]], pooling=pooling)  # (N, C)
+            for i, rows in zip(mine, vectors.split([len(items[i][0]) for i in mine])):
+                results[i] = rows
+        return results
+
+    return run
+
+
+# Defined in chapter 9 (notebooks/09_serving.ipynb)
+async def get_model(request: Request) -> Any:  # async: no thread-pool hop just to read a field
     """The app's loaded Model, or a 503 that says how to get one."""
     model = request.app.state.model
     if model is None:
@@ -282,7 +369,13 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
         if threads.isdigit() and int(threads) > 0:  # e.g. 1 on a small CPU: one core per request, one for HTTP
             torch.set_num_threads(int(threads))
         app.state.model, app.state.load_error = load_model(checkpoint_dir)
+        app.state.embedder = None
+        if app.state.model is not None:
+            app.state.embedder = MicroBatcher(embed_batch(app.state.model))
+            await app.state.embedder.start()
         yield
+        if app.state.embedder is not None:
+            await app.state.embedder.stop()
         app.state.model = None
 
     app = FastAPI(title="DeepSeek-Mini", version="0.1.0", lifespan=lifespan,
@@ -317,9 +410,12 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
         return run(lambda: model.fill_mask(req.text, req.top_k))
 
     @app.post("/embed", response_model=EmbedResponse)
-    def embed(req: EmbedRequest, model: ModelDep) -> dict:
+    async def embed(req: EmbedRequest, model: ModelDep) -> dict:
         """L2-normalised sentence embeddings (texts longer than the context are truncated)."""
-        vectors = run(lambda: model.embed(req.texts, pooling=req.pooling))
+        try:  # concurrent requests share one forward pass (MicroBatcher)
+            vectors = await app.state.embedder.submit((req.texts, req.pooling))
+        except (ValueError, TypeError) as e:
+            raise HTTPException(status_code=422, detail=str(e)) from None
         return {"embeddings": vectors.tolist(), "dim": vectors.shape[1], "pooling": req.pooling}
 
     @app.post("/summarize", response_model=SummarizeResponse)
