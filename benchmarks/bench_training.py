@@ -19,6 +19,7 @@ the same computation on both sides. Its ratio line (`bound ...`) says how far th
     python benchmarks/bench_training.py                  # full size (a few minutes on 2 CPU cores)
     python benchmarks/bench_training.py --quick          # seconds, for tests
     python benchmarks/bench_training.py --json benchmarks/results/bench_training.json
+    python benchmarks/bench_training.py --only modernbert --layers 6 --long-seq 4096   # another shape
 
 Goals on CPU: >= 1.3x BERT at sequence 512, >= 2x ModernBERT at 2048.
 """
@@ -145,10 +146,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (tests)")
     parser.add_argument("--json", type=Path, help="write rows, ratios and settings as JSON here")
     parser.add_argument("--repeats", type=int, help="timed rounds (best of)")
+    parser.add_argument("--layers", type=int, help="layers of every model (default 4)")
+    parser.add_argument("--long-seq", type=int, help="sequence length of the ModernBERT case (default 2048)")
+    parser.add_argument("--only", choices=["bert", "modernbert"], help="run one case")
     args = parser.parse_args(argv)
     cfg = dict(QUICK if args.quick else FULL)
     if args.repeats:
         cfg["repeats"] = args.repeats
+    if args.layers:
+        cfg["layers"] = args.layers
+    if args.long_seq:
+        cfg["cases"] = tuple((k, args.long_seq if k == "modernbert" else s, b) for k, s, b in cfg["cases"])
+    if args.only:
+        cfg["cases"] = tuple(c for c in cfg["cases"] if c[0] == args.only)
     device = get_device()
     print(describe_environment())
     rows, ratios = measure(cfg, device)
