@@ -265,6 +265,10 @@ class LimitBodySize:
 
 
 # Defined in chapter 9 (notebooks/09_serving.ipynb)
+class BatcherStopped(RuntimeError):
+    """A request was still waiting when its MicroBatcher stopped (the server answers 503)."""
+
+
 class MicroBatcher:
     """One worker thread for many callers: whatever queues up while a batch runs becomes the next batch.
 
@@ -279,27 +283,44 @@ class MicroBatcher:
         self.batch_sizes: collections.Counter[int] = collections.Counter()
         self._queue: asyncio.Queue | None = None
         self._worker: asyncio.Task | None = None
-        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dsmini-batch")
+        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._running: list[tuple[Any, asyncio.Future]] = []  # the batch the worker is on
 
     async def start(self) -> None:
         """Start the worker on the running event loop (call it from the app's lifespan)."""
+        if self._worker is not None:
+            raise RuntimeError("the batcher is already running")
         self._queue = asyncio.Queue()
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="dsmini-batch")
         self._worker = asyncio.create_task(self._serve())
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
-        self._pool.shutdown(wait=True)
+        """Stop the worker; every request still waiting gets a RuntimeError instead of waiting forever."""
+        if self._worker is None:
+            return
+        self._worker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._worker
+        queue, self._queue, self._worker = self._queue, None, None
+        self._fail(self._running, BatcherStopped("the server is shutting down"))
+        self._running = []
+        while not queue.empty():
+            self._fail([queue.get_nowait()], BatcherStopped("the server is shutting down"))
+        await asyncio.to_thread(self._pool.shutdown, True)  # waits for a forward pass in flight, off the loop
 
     async def submit(self, item: Any) -> Any:
         """Queue `item`; return its result (or raise its exception) once its batch has run."""
         if self._queue is None:
-            raise RuntimeError("the batcher is not running: `await batcher.start()` first")
+            raise BatcherStopped("the batcher is not running: `await batcher.start()` first")
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait((item, future))
         return await future
+
+    @staticmethod
+    def _fail(batch: list[tuple[Any, asyncio.Future]], error: BaseException) -> None:
+        for _, future in batch:
+            if not future.done():
+                future.set_exception(error)
 
     async def _serve(self) -> None:
         loop = asyncio.get_running_loop()
@@ -307,11 +328,18 @@ class MicroBatcher:
             batch = [await self._queue.get()]
             while len(batch) < self.max_items and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
-            batch = [(item, future) for item, future in batch if not future.done()]  # skip callers that left
+            batch = [(item, future) for item, future in batch if not future.done()]  # skip cancelled awaits
             if not batch:
                 continue
             self.batch_sizes[len(batch)] += 1
-            results = await loop.run_in_executor(self._pool, self._run_isolated, [item for item, _ in batch])
+            self._running = batch  # if stop() cancels us mid-batch, it fails these callers
+            try:
+                results = await loop.run_in_executor(self._pool, self._run_isolated, [item for item, _ in batch])
+            except Exception as e:  # the worker itself failed: tell this batch, keep serving the next ones
+                self._running = []
+                self._fail(batch, e)
+                continue
+            self._running = []
             for (_, future), result in zip(batch, results):
                 if future.done():
                     continue
@@ -416,6 +444,8 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
             vectors = await app.state.embedder.submit((req.texts, req.pooling))
         except (ValueError, TypeError) as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
+        except BatcherStopped as e:
+            raise HTTPException(status_code=503, detail=f"{e}; retry in a moment") from None
         return {"embeddings": vectors.tolist(), "dim": vectors.shape[1], "pooling": req.pooling}
 
     @app.post("/summarize", response_model=SummarizeResponse)

@@ -7,7 +7,7 @@ import time
 import pytest
 import torch
 
-from dsmini_helpers.api import MicroBatcher, embed_batch
+from dsmini_helpers.api import BatcherStopped, MicroBatcher, embed_batch
 
 
 def run_async(coro):
@@ -47,21 +47,18 @@ def test_requests_that_queue_up_share_one_batch_and_get_their_own_results():
     assert batcher.batch_sizes == {1: 1, 5: 1}
 
 
-def test_a_lone_request_is_not_kept_waiting():
+def test_a_lone_request_runs_at_once_as_a_batch_of_one():
     seen, fn = recording(delay=0.0)
 
     async def one():
-        b = MicroBatcher(fn)
+        b = MicroBatcher(fn, max_items=16)
         await b.start()
         try:
-            t0 = time.perf_counter()
-            out = await b.submit(7)
-            return out, time.perf_counter() - t0
+            return await b.submit(7)  # nothing else ever arrives: it must not wait for 15 more
         finally:
             await b.stop()
 
-    out, elapsed = run_async(one())
-    assert out == 70 and seen == [[7]] and elapsed < 1.0  # no batching timer to wait out
+    assert run_async(one()) == 70 and seen == [[7]]
 
 
 def test_max_items_caps_a_batch():
@@ -94,8 +91,53 @@ def test_wrong_number_of_results_is_an_error_not_a_silent_mismatch():
 def test_bad_construction_and_use_before_start():
     with pytest.raises(ValueError, match="max_items"):
         MicroBatcher(lambda x: x, max_items=0)
-    with pytest.raises(RuntimeError, match="not running"):
+    with pytest.raises(BatcherStopped, match="not running"):
         run_async(MicroBatcher(lambda x: x).submit(1))
+
+
+def test_stop_fails_every_waiting_caller_instead_of_leaving_them_hanging():
+    seen, fn = recording(delay=0.2)
+
+    async def go():
+        b = MicroBatcher(fn, max_items=2)
+        await b.start()
+        tasks = [asyncio.ensure_future(b.submit(x)) for x in range(5)]
+        await asyncio.sleep(0.05)  # [0, 1] is running, [2, 3], [4] are queued
+        await b.stop()
+        done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=5)
+        with pytest.raises(BatcherStopped):
+            await b.submit(9)  # after stop: an error, not a wait
+        return done
+
+    done = run_async(go())
+    assert all(isinstance(d, BatcherStopped) for d in done), done
+    assert seen == [[0, 1]]
+
+
+def test_a_cancelled_caller_is_skipped_and_the_batcher_restarts():
+    seen, fn = recording(delay=0.1)
+
+    async def go():
+        b = MicroBatcher(fn)
+        await b.start()
+        first = asyncio.ensure_future(b.submit(0))
+        await asyncio.sleep(0.02)
+        gone = asyncio.ensure_future(b.submit(1))
+        kept = asyncio.ensure_future(b.submit(2))
+        await asyncio.sleep(0)
+        gone.cancel()  # the client went away while queued
+        got = [await first, await kept]
+        await b.stop()
+        await b.start()  # a stopped batcher can start again (fresh queue and worker thread)
+        try:
+            got.append(await b.submit(3))
+        finally:
+            await b.stop()
+        return got, b.batch_sizes
+
+    got, sizes = run_async(go())
+    assert got == [0, 20, 30]
+    assert seen == [[0], [2], [3]] and sizes == {1: 3}
 
 
 def test_the_model_runs_on_one_worker_thread():
