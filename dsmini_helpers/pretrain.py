@@ -468,7 +468,7 @@ class TrainConfig:
     save_every: int = 0  # 0: save only at the end
     keep_last: int = 2  # checkpoints kept in the output folder
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
-    compile: bool = False  # torch.compile the forward pass (slower on CPU with MoE: see the text)
+    compile: bool = False  # torch.compile the forward pass (no faster on CPU here: see the text)
     seed: int = 0
 
     def __post_init__(self) -> None:
