@@ -16,8 +16,6 @@ Goal: grouped <= 1.2x the dense FFN of the same active size for every E <= 8. Th
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import bench_parser, pick_settings, write_json  # noqa: E402
 from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
 from dsmini_helpers.moe import MoE, SwiGLU  # noqa: E402
 
@@ -107,14 +106,8 @@ def run(cfg: dict, device: torch.device) -> tuple[list[dict], dict[str, float]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (tests)")
-    parser.add_argument("--json", type=Path, help="write rows, ratios and settings as JSON here")
-    parser.add_argument("--repeats", type=int, help="timed rounds (best of)")
-    args = parser.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL)
-    if args.repeats:
-        cfg["repeats"] = args.repeats
+    args = bench_parser(__doc__).parse_args(argv)
+    cfg = pick_settings(args, QUICK, FULL)
     device = get_device()
     print(describe_environment())
     print(f"tokens {cfg['tokens']}, d_model {cfg['d_model']}, expert hidden {cfg['d_hidden']}, "
@@ -135,12 +128,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in ratios.items():
         print(f"ratio {name}: {value:.3f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = dict(benchmark="moe", settings={**cfg, "experts": list(cfg["experts"]),
                                                   "top_ks": list(cfg["top_ks"])},
                        environment=describe_environment(), goal=GOAL, rows=rows,
                        ratios={k: round(v, 4) for k, v in ratios.items()})
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, payload)
     return 0
 
 

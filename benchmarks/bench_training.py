@@ -26,9 +26,7 @@ Goals on CPU: >= 1.3x BERT at sequence 512, >= 2x ModernBERT at 2048.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import bench_parser, pick_settings, write_json  # noqa: E402
 from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
 from dsmini_helpers.model import DSMiniModel, config_for_profile  # noqa: E402
 
@@ -142,17 +141,12 @@ def measure(cfg: dict, device: torch.device) -> tuple[list[dict], dict[str, floa
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes: runs in seconds (tests)")
-    parser.add_argument("--json", type=Path, help="write rows, ratios and settings as JSON here")
-    parser.add_argument("--repeats", type=int, help="timed rounds (best of)")
+    parser = bench_parser(__doc__)
     parser.add_argument("--layers", type=int, help="layers of every model (default 4)")
     parser.add_argument("--long-seq", type=int, help="sequence length of the ModernBERT case (default 2048)")
     parser.add_argument("--only", choices=["bert", "modernbert"], help="run one case")
     args = parser.parse_args(argv)
-    cfg = dict(QUICK if args.quick else FULL)
-    if args.repeats:
-        cfg["repeats"] = args.repeats
+    cfg = pick_settings(args, QUICK, FULL)
     if args.layers:
         cfg["layers"] = args.layers
     if args.long_seq:
@@ -177,12 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in ratios.items():
         print(f"ratio {name}: {value:.3f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         payload = dict(environment=describe_environment(), device=str(device), quick=args.quick,
                        settings={k: v for k, v in cfg.items() if k != "cases"},
                        cases=[list(c) for c in cfg["cases"]], goals=GOALS, rows=rows,
                        ratios={k: round(v, 4) for k, v in ratios.items()})
-        args.json.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        write_json(args.json, payload)
     return 0
 
 
