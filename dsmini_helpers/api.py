@@ -415,10 +415,12 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
     app.add_middleware(LimitBodySize, max_bytes=LIMITS["max_body_bytes"])
     app.state.model, app.state.load_error = None, "the server is starting"
 
-    def run(task: Callable[[], Any]) -> Any:
+    @contextlib.contextmanager
+    def client_errors() -> Iterator[None]:
+        """The model's ValueError/TypeError (e.g. too many tokens for the context) is the client's to fix: 422."""
         try:
-            return task()
-        except (ValueError, TypeError) as e:  # e.g. too many tokens for the context: the client's to fix
+            yield
+        except (ValueError, TypeError) as e:
             raise HTTPException(status_code=422, detail=str(e)) from None
 
     @app.get("/health", response_model=Health, responses={503: {"description": "no model loaded"}})
@@ -429,21 +431,22 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
     @app.post("/generate", response_model=GenerateResponse)
     def generate(req: GenerateRequest, model: ModelDep) -> dict:
         """Continue a prompt by iterative unmasking (MaskGIT / LLaDA style)."""
-        return run(lambda: model.generate(req.prompt, req.max_new_tokens, req.steps, req.block_length,
-                                          req.temperature, req.top_k, req.remasking, req.seed))
+        with client_errors():
+            return model.generate(req.prompt, req.max_new_tokens, req.steps, req.block_length, req.temperature,
+                                  req.top_k, req.remasking, req.seed)
 
     @app.post("/predict", response_model=PredictResponse)
     def predict(req: PredictRequest, model: ModelDep) -> dict:
         """Top-k candidates, with probabilities, for every [MASK] in the text."""
-        return run(lambda: model.fill_mask(req.text, req.top_k))
+        with client_errors():
+            return model.fill_mask(req.text, req.top_k)
 
     @app.post("/embed", response_model=EmbedResponse)
     async def embed(req: EmbedRequest, model: ModelDep) -> dict:
         """L2-normalised sentence embeddings (texts longer than the context are truncated)."""
         try:  # concurrent requests share one forward pass (MicroBatcher)
-            vectors = await app.state.embedder.submit((req.texts, req.pooling))
-        except (ValueError, TypeError) as e:
-            raise HTTPException(status_code=422, detail=str(e)) from None
+            with client_errors():
+                vectors = await app.state.embedder.submit((req.texts, req.pooling))
         except BatcherStopped as e:
             raise HTTPException(status_code=503, detail=f"{e}; retry in a moment") from None
         return {"embeddings": vectors.tolist(), "dim": vectors.shape[1], "pooling": req.pooling}
@@ -457,7 +460,8 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
         if n > LIMITS["max_sentences"]:
             raise HTTPException(status_code=422, detail=f"the text has {n} sentences; the limit is "
                                                         f"{LIMITS['max_sentences']}")
-        return run(lambda: model.summarize(req.text, req.num_sentences))
+        with client_errors():
+            return model.summarize(req.text, req.num_sentences)
 
     return app
 
