@@ -228,6 +228,9 @@ class DSMiniModel(nn.Module):
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Final hidden states: input_ids (B, T), attention_mask (B, T) bool True=keep -> (B, T, C)."""
         self._check(input_ids, attention_mask, None)
+        return self._encode(input_ids, attention_mask)
+
+    def _encode(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
         x = self.drop(self.embed(input_ids))  # (B, T, C)
         for block in self.blocks:
             x = block(x, attention_mask)  # (B, T, C)
@@ -238,7 +241,7 @@ class DSMiniModel(nn.Module):
         """MLM forward. With labels (-100 = ignore): logits (N, V) at the N labelled positions and their mean
         cross-entropy (the MoE auxiliary loss is not included). Without: logits (B, T, V), loss None."""
         self._check(input_ids, attention_mask, labels)
-        hidden = self.encode(input_ids, attention_mask)  # (B, T, C)
+        hidden = self._encode(input_ids, attention_mask)  # (B, T, C), inputs checked once, above
         if labels is None:
             return MLMOutput(None, self.head(hidden), hidden)  # (B, T, V)
         where = labels != -100  # (B, T)
