@@ -205,39 +205,39 @@ def diffusion_generate(logits_fn: LogitsFn, prompt: Tensor, max_new_tokens: int,
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
     B, P = prompt.shape
-    banned_ids = sorted({*banned_ids, mask_id})  # never "predict" a [MASK]
-    gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    masks = torch.full((B, max_new_tokens), mask_id, dtype=prompt.dtype, device=prompt.device)
-    parts = [prompt, masks] + ([suffix.to(prompt.device)] if suffix is not None else [])
+    dev = prompt.device  # everything lives here: no host round trip per step
+    banned = torch.tensor(sorted({*banned_ids, mask_id}), device=dev)  # never "predict" a [MASK]
+    gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
+    masks = torch.full((B, max_new_tokens), mask_id, dtype=prompt.dtype, device=dev)
+    parts = [prompt, masks] + ([suffix.to(dev)] if suffix is not None else [])
     x = torch.cat(parts, dim=1)  # (B, T)
-    commit_step = torch.full((B, max_new_tokens), -1, dtype=torch.long)
-    commit_conf = torch.full((B, max_new_tokens), float("nan"))
+    commit_step = torch.full((B, max_new_tokens), -1, dtype=torch.long, device=dev)
+    commit_conf = torch.full((B, max_new_tokens), float("nan"), device=dev)
     snapshots = []
     step = 0
     blocks = block_spans(P, max_new_tokens, block_length)
     for (b0, b1), n_steps in zip(blocks, steps_per_block(steps, len(blocks))):
         for k in transfer_schedule(b1 - b0, n_steps):
-            logits = logits_fn(x)[:, b0:b1].float()  # (B, Lb, V)
-            logits = logits.index_fill(-1, torch.tensor(banned_ids, device=logits.device), float("-inf"))
+            logits = logits_fn(x)[:, b0:b1].float().to(dev)  # (B, Lb, V)
+            logits = logits.index_fill(-1, banned, float("-inf"))
             Lb, V = logits.shape[1:]
-            tokens, conf = sample_tokens(logits.reshape(-1, V), temperature, top_k, gen)  # (B*Lb,)
-            tokens, conf = tokens.view(B, Lb).to(x.device), conf.view(B, Lb).cpu()
-            prob = conf  # the model's own probability of each candidate (B, Lb), whatever ranks the slots
-            if remasking == "random":
-                conf = torch.rand(B, Lb, generator=gen)
-            still = (x[:, b0:b1] == mask_id).cpu()  # (B, Lb) slots not yet committed
+            tokens, prob = sample_tokens(logits.reshape(-1, V), temperature, top_k, gen)  # (B*Lb,)
+            tokens, prob = tokens.view(B, Lb), prob.view(B, Lb)  # prob: the model's own confidence
+            conf = torch.rand(B, Lb, generator=gen, device=dev) if remasking == "random" else prob
+            still = x[:, b0:b1] == mask_id  # (B, Lb) slots not yet committed
             conf = conf.masked_fill(~still, float("-inf"))
-            chosen = torch.zeros(B, Lb, dtype=torch.bool)
+            chosen = torch.zeros(B, Lb, dtype=torch.bool, device=dev)
             chosen.scatter_(1, conf.topk(k, dim=1).indices, True)  # (B, Lb) the k most confident slots
             chosen &= still
-            block = x[:, b0:b1]
-            x[:, b0:b1] = torch.where(chosen.to(x.device), tokens, block)
-            commit_step[:, b0 - P:b1 - P][chosen] = step
-            commit_conf[:, b0 - P:b1 - P][chosen] = prob[chosen]
+            x[:, b0:b1] = torch.where(chosen, tokens, x[:, b0:b1])
+            span = slice(b0 - P, b1 - P)
+            commit_step[:, span] = commit_step[:, span].masked_fill(chosen, step)
+            commit_conf[:, span] = torch.where(chosen, prob, commit_conf[:, span])
             step += 1
             if keep_snapshots:
                 snapshots.append(x.clone())
-    return Generation(ids=x, start=P, commit_step=commit_step, snapshots=snapshots, commit_conf=commit_conf)
+    return Generation(ids=x, start=P, commit_step=commit_step.cpu(), snapshots=snapshots,
+                      commit_conf=commit_conf.cpu())  # bookkeeping to the host once, at the end
 
 # notebooks/08_inference.ipynb, cell 51082126 (chapter 8)
 def masked_accuracy_by_rate(model: torch.nn.Module, windows: Tensor, rates: Sequence[float], vocab_size: int, *,
@@ -289,7 +289,7 @@ def lexrank(embeddings: Tensor, damping: float = 0.85, threshold: float | None =
     adj.fill_diagonal_(0.0)
     rows = adj.sum(dim=1, keepdim=True)  # (N, 1)
     trans = torch.where(rows > 0, adj / rows.clamp(min=1e-12), torch.full_like(adj, 1.0 / N))  # row-stochastic
-    p = torch.full((N,), 1.0 / N)
+    p = torch.full((N,), 1.0 / N, device=e.device)
     for _ in range(iters):
         nxt = (1 - damping) / N + damping * (trans.T @ p)
         if (nxt - p).abs().sum() < tol:

@@ -229,15 +229,15 @@ class DSMiniModel(nn.Module):
         B, T = input_ids.shape
         if T > self.config.max_len:
             raise ValueError(f"sequence length {T} exceeds max_len={self.config.max_len}")
-        in_range = torch.compiler.is_compiling() or not input_ids.numel() or (  # a value check splits compile's graph
-            0 <= int(input_ids.min()) <= int(input_ids.max()) < self.config.vocab_size)
-        if not in_range:
-            raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size})")
         for name, t, dtype in (("attention_mask", attention_mask, torch.bool), ("labels", labels, torch.long)):
             if t is not None and (not isinstance(t, Tensor) or t.shape != (B, T) or t.dtype != dtype):
                 raise TypeError(f"{name} must be a ({B}, {T}) tensor of dtype {dtype}, got "
                                 f"{tuple(t.shape) if isinstance(t, Tensor) else type(t).__name__}"
                                 f"{'' if not isinstance(t, Tensor) else ' ' + str(t.dtype)}")
+        if self.training or torch.compiler.is_compiling() or not input_ids.numel():
+            return  # min/max would stall the device every step; training ids are checked where they are made
+        if not 0 <= int(input_ids.min()) <= int(input_ids.max()) < self.config.vocab_size:
+            raise ValueError(f"input_ids must lie in [0, {self.config.vocab_size})")
 
     def encode(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
         """Final hidden states: input_ids (B, T), attention_mask (B, T) bool True=keep -> (B, T, C)."""
@@ -258,11 +258,11 @@ class DSMiniModel(nn.Module):
         hidden = self._encode(input_ids, attention_mask)  # (B, T, C), inputs checked once, above
         if labels is None:
             return MLMOutput(None, self.head(hidden), hidden)  # (B, T, V)
-        where = labels != -100  # (B, T)
-        logits = self.head(hidden[where])  # (N, C) -> (N, V): the sparse head
+        where = (labels.flatten() != -100).nonzero().squeeze(1)  # (N,) labelled positions: one host sync
+        logits = self.head(hidden.flatten(0, 1).index_select(0, where))  # (N, C) -> (N, V): the sparse head
         if logits.shape[0] == 0:  # nothing to predict: a zero loss that still has a graph
             return MLMOutput(hidden.sum() * 0.0, logits, hidden)
-        loss = F.cross_entropy(logits.float(), labels[where])
+        loss = F.cross_entropy(logits.float(), labels.flatten().index_select(0, where))
         return MLMOutput(loss, logits, hidden)
 
 # notebooks/06_model.ipynb, cell 92bdb88c (chapter 6)

@@ -155,7 +155,7 @@ class MoE(nn.Module):
         self.register_buffer("expert_bias", torch.zeros(n_experts))  # used by balance="bias" only; stays fp32
         self.register_buffer("load_since_update", torch.zeros(n_experts, dtype=torch.long), persistent=False)
         self.aux_loss: Tensor = torch.zeros(())
-        self.last_stats: dict = {}
+        self._last: tuple[Tensor, ...] | None = None  # this forward's statistics, still on the device
 
     def route(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """x (N, C) -> experts (N, k), gates (N, k), probs (N, E), logits (N, E); router math in fp32."""
@@ -189,7 +189,7 @@ class MoE(nn.Module):
         return y.view(B, T, C)
 
     def _record(self, experts: Tensor, keep: Tensor | None, probs: Tensor, logits: Tensor) -> None:
-        """Set `aux_loss` and `last_stats`; accumulate the load for the bias rule (training only)."""
+        """Set `aux_loss`, keep the statistics as device tensors, accumulate the load for the bias rule."""
         aux = torch.zeros((), device=logits.device)
         if self.balance == "aux":
             aux = aux + switch_aux_loss(probs, experts, self.n_experts, self.aux_alpha)
@@ -200,18 +200,25 @@ class MoE(nn.Module):
             counts = torch.bincount(experts.reshape(-1), minlength=self.n_experts)  # (E,) routed, before drops
             if self.balance == "bias" and self.training:
                 self.load_since_update += counts
-            dropped = 0.0 if keep is None else float((~keep).sum()) / keep.numel()
-            self.last_stats = {
-                "tokens_per_expert": counts.tolist(),
-                "dropped_fraction": dropped,
-                "router_entropy": float(router_entropy(probs)),
-                "aux_loss": float(aux.detach()),
-            }
+            dropped = torch.zeros(()) if keep is None else (~keep).float().mean()
+            self._last = (counts, dropped, router_entropy(probs), aux.detach())
+
+    @property
+    def last_stats(self) -> dict:
+        """Tokens per expert (before drops), dropped fraction, router entropy and aux loss of the last forward.
+
+        Read on demand: turning them into Python numbers waits for the device, so forward never does it.
+        """
+        if self._last is None:
+            return {}
+        counts, dropped, entropy, aux = self._last
+        return {"tokens_per_expert": counts.tolist(), "dropped_fraction": float(dropped),
+                "router_entropy": float(entropy), "aux_loss": float(aux)}
 
     @torch.no_grad()
     def update_bias(self) -> None:
         """Apply DeepSeek-V3's bias rule to the load seen since the last call (no-op unless balance="bias")."""
-        if self.balance != "bias" or not self.load_since_update.any():
+        if self.balance != "bias":  # no load since the last call moves nothing (sign(0) = 0): no check needed
             return
         update_expert_bias(self.expert_bias, self.load_since_update, self.bias_rate)
         self.load_since_update.zero_()
