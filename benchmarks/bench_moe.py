@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import bench_parser, pick_settings, write_json  # noqa: E402
-from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
+from dsmini_helpers.device import describe_environment, get_device, synchronize  # noqa: E402
 from dsmini_helpers.moe import MoE, SwiGLU  # noqa: E402
 
 FULL = dict(tokens=8192, d_model=256, d_hidden=512, experts=(2, 4, 8), top_ks=(1, 2), repeats=9)
@@ -35,16 +35,11 @@ QUICK = dict(tokens=512, d_model=32, d_hidden=64, experts=(2, 4), top_ks=(1, 2),
 GOAL = 1.2
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def _timed(fn, device: torch.device) -> float:
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     fn()
-    _sync(device)
+    synchronize(device)
     return (time.perf_counter() - t0) * 1e3
 
 

@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.common import bench_parser, pick_settings, write_json  # noqa: E402
-from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
+from dsmini_helpers.device import describe_environment, get_device, synchronize  # noqa: E402
 from dsmini_helpers.model import DSMiniModel, config_for_profile  # noqa: E402
 
 FULL = dict(layers=4, d_model=256, heads=4, vocab=20_000, window=128, global_every=3, repeats=3, steps=2,
@@ -124,11 +124,11 @@ def measure(cfg: dict, device: torch.device) -> tuple[list[dict], dict[str, floa
         best = {name: float("inf") for name in steps}
         for _ in range(cfg["repeats"]):
             for name, step in steps.items():  # interleaved, so a noisy neighbour hits both
+                synchronize(device)
                 t0 = time.perf_counter()
                 for inputs, labels in data:
                     step(inputs, labels)
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
+                synchronize(device)
                 best[name] = min(best[name], (time.perf_counter() - t0) / len(data))
         for name, m in models.items():
             rows.append(dict(case=f"{kind} seq {seq}", model=name, seq_len=seq, batch=size,

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dsmini_helpers.model import DSMiniConfig, DSMiniModel, PROFILE_CONFIGS
+from dsmini_helpers.model import PROFILE_CONFIGS, DSMiniConfig, DSMiniModel
 from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
 
 SYNC_OPS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default"}
