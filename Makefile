@@ -14,7 +14,8 @@ NBMAKE_TIMEOUT ?= 900
 PYTEST = $(PY) -m pytest
 ALLOW_EMPTY = rc=$$?; if [ $$rc -eq 5 ]; then echo "(no tests collected)"; rc=0; fi; exit $$rc
 
-.PHONY: install install-dev book book-ci test lint unit notebooks export export-check lab serve bench clean
+.PHONY: install install-dev book book-ci test lint unit notebooks export export-check lab serve bench clean \
+  gpu-check gpu-check-dry-run gpu-wheels
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,7 +54,7 @@ lint: install-dev
 	$(BIN)/ruff check .
 
 unit: install-dev
-	DSMINI_PROFILE=ci HF_HUB_OFFLINE=1 DSMINI_DATA=offline $(PYTEST) tests -m "not browser" -q; $(ALLOW_EMPTY)
+	DSMINI_PROFILE=ci HF_HUB_OFFLINE=1 DSMINI_DATA=offline $(PYTEST) tests -m "not browser and not gpu" -q; $(ALLOW_EMPTY)
 
 notebooks: install-dev
 	DSMINI_PROFILE=ci HF_HUB_OFFLINE=1 DSMINI_DATA=offline $(PYTEST) --nbmake --nbmake-kernel=python3 \
@@ -73,6 +74,20 @@ serve: install
 
 bench: install-dev
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# On a GPU machine (PyTorch with CUDA installed, no .venv needed): every CUDA check in one run of <= 8 min,
+# results in benchmarks/results/gpu/. The machine may lack some packages and the network: `make gpu-wheels`
+# here first, then carry .whl/gpu and the data folder along.
+gpu-check:
+	$(PYTHON) benchmarks/gpu_check.py
+
+gpu-check-dry-run: install-dev
+	$(PY) benchmarks/gpu_check.py --dry-run
+
+GPU_WHEEL_PKGS = nbmake ipykernel ipywidgets fastapi uvicorn mwparserfromhell httpx pyyaml pytest-xdist
+gpu-wheels: install
+	$(PY) -m pip download --only-binary=:all: --python-version 3.12 --platform manylinux_2_28_x86_64 \
+	  --platform manylinux2014_x86_64 --platform manylinux_2_17_x86_64 -d .whl/gpu $(GPU_WHEEL_PKGS)
 
 clean:
 	rm -rf _build

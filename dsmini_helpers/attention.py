@@ -144,11 +144,16 @@ class RotaryEmbedding(nn.Module):
         self.head_dim, self.base = head_dim, base
         inv_freq = base ** (-torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # (D/2,)
         self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self._table_key, self._table = None, None  # the last 0..T-1 table: every step asks for the same one
 
     def forward(self, positions: int | Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """cos, sin of shape (T, head_dim) for `positions` (an int T means 0..T-1, or a 1-D tensor of positions)."""
         if isinstance(positions, int):
-            positions = torch.arange(positions, device=self.inv_freq.device)
+            key = (positions, dtype, self.inv_freq.device, torch.is_inference_mode_enabled())
+            if key != self._table_key:
+                self._table = self(torch.arange(positions, device=self.inv_freq.device), dtype)
+                self._table_key = key
+            return self._table
         if not isinstance(positions, Tensor) or positions.dim() != 1:
             raise ValueError("positions must be an int T or a 1-D tensor of positions")
         angles = positions.to(self.inv_freq.device, torch.float32)[:, None] * self.inv_freq[None, :]  # (T, D/2)
