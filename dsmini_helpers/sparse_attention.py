@@ -22,6 +22,7 @@ __all__ = [
     "flex_sliding_window_attention",
     "resolve_impl",
     "sliding_window_attention",
+    "run_sliding_window_attention",
     "SlidingWindowCore",
     "SlidingWindowAttention",
 ]
@@ -82,7 +83,6 @@ def dense_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int,
     Query i attends key j when |i - j| <= window, or i or j is global; padded keys never; rows left with no key
     output zeros. q, k, v: (B, H, T, D) -> (B, H, T, D).
     """
-    check_attention_inputs(q, k, v, window, key_padding_mask, global_mask)
     B, H, T, D = q.shape
     allowed = band_mask(T, window, q.device)[None]  # (1, T, T)
     if global_mask is not None:
@@ -108,7 +108,6 @@ def cached_band_mask(T: int, window: int, device: str = "cpu") -> Tensor:
 def sdpa_masked_attention(q: Tensor, k: Tensor, v: Tensor, window: int,
                           key_padding_mask: Tensor | None = None, dropout_p: float = 0.0) -> Tensor:
     """F.scaled_dot_product_attention with the cached (T, T) band mask: faster than the oracle, still O(T²)."""
-    check_attention_inputs(q, k, v, window, key_padding_mask)
     T = q.shape[2]
     allowed = cached_band_mask(T, window, str(q.device))[None, None]  # (1, 1, T, T)
     if key_padding_mask is not None:
@@ -152,7 +151,6 @@ def blocked_sliding_window_attention_local(q: Tensor, k: Tensor, v: Tensor, wind
                                            key_padding_mask: Tensor | None = None,
                                            dropout_p: float = 0.0) -> Tensor:
     """Sliding-window attention in (b × 3b) tiles fed to SDPA as 4-D tensors: O(T·w) time and memory."""
-    check_attention_inputs(q, k, v, window, key_padding_mask)
     B, H, T, D = q.shape
     b = _block_size(T, window)
     n_blocks = math.ceil(T / b)
@@ -199,7 +197,6 @@ def blocked_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: in
                                      key_padding_mask: Tensor | None = None, global_mask: Tensor | None = None,
                                      dropout_p: float = 0.0) -> Tensor:
     """The blocked kernel with optional global tokens (B, T) bool: O(T·(w + G)) time and memory."""
-    check_attention_inputs(q, k, v, window, key_padding_mask, global_mask)
     if global_mask is None or not bool(global_mask.any()):
         return blocked_sliding_window_attention_local(q, k, v, window, key_padding_mask, dropout_p)
     B, H, T, D = q.shape
@@ -338,7 +335,6 @@ def flex_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int,
                                   key_padding_mask: Tensor | None = None, global_mask: Tensor | None = None,
                                   compiled: bool = True) -> Tensor:
     """Sliding-window attention with FlexAttention (forward and backward on CUDA; forward only on CPU)."""
-    check_attention_inputs(q, k, v, window, key_padding_mask, global_mask)
     if not flex_available():
         raise RuntimeError("FlexAttention needs PyTorch >= 2.5; use impl='blocked'")
     if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
@@ -383,9 +379,15 @@ def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, key_p
 
     key_padding_mask, global_mask: (B, T) bool, True = keep / global. impl: auto | blocked | flex | sdpa | dense.
     """
-    check_attention_inputs(q, k, v, window, key_padding_mask, global_mask)
+    check_attention_inputs(q, k, v, window, key_padding_mask, global_mask)  # the one public entry checks
     if not 0.0 <= dropout_p < 1.0:
         raise ValueError(f"dropout_p must be in [0, 1), got {dropout_p}")
+    return run_sliding_window_attention(q, k, v, window, key_padding_mask, impl, global_mask, dropout_p)
+
+
+def run_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, key_padding_mask: Tensor | None,
+                                 impl: str, global_mask: Tensor | None, dropout_p: float) -> Tensor:
+    """`sliding_window_attention` without the input checks, for callers that made q, k, v themselves."""
     chosen = resolve_impl(impl, q, dropout_p)
     if chosen == "blocked":
         return blocked_sliding_window_attention(q, k, v, window, key_padding_mask, global_mask, dropout_p)
@@ -423,7 +425,8 @@ class SlidingWindowCore:
             B, _, T, _ = q.shape
             glob = torch.zeros(B, T, dtype=torch.bool, device=q.device)
             glob[:, : self.n_global] = True
-        return sliding_window_attention(q, k, v, self.window, key_padding_mask, self.impl, glob, dropout_p)
+        # q, k, v come from MultiHeadAttention's own projection of a checked input: no second check
+        return run_sliding_window_attention(q, k, v, self.window, key_padding_mask, self.impl, glob, dropout_p)
 
     def __repr__(self) -> str:
         return f"SlidingWindowCore(window={self.window}, impl={self.impl!r}, n_global={self.n_global})"
