@@ -15,16 +15,11 @@ __all__ = [
     "config_for_profile",
     "count_parameters",
     "count_parameters_formula",
-    "dtype_bytes",
-    "block_activation_bytes",
-    "estimate_memory",
-    "measure_training_peak",
 ]
 
 
 # notebooks/06_model.ipynb, cell 54b993df (chapter 6)
 import json
-import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -329,116 +324,3 @@ def count_parameters_formula(c: DSMiniConfig) -> dict[str, int]:
     parts["total"] = sum(parts.values())
     parts["active_per_token"] = parts["total"] - n_moe * (c.n_experts - c.top_k) * ffn
     return parts
-
-# notebooks/06_model.ipynb, cell 164ee4fe (chapter 6)
-def dtype_bytes(dtype: torch.dtype) -> int:
-    """Bytes per element of a floating dtype (float32: 4, bfloat16/float16: 2)."""
-    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
-    return torch.empty((), dtype=dtype).element_size()
-
-
-def block_activation_bytes(c: DSMiniConfig, layer: int, b: int) -> float:
-    """Bytes one block keeps for backward, per token, in training. b: bytes per activation element."""
-    C, H, mixed = c.d_model, c.d_hidden, b < 4
-
-    def feeds(matmuls: int) -> int:  # a norm output: one fp32 tensor, or a b-byte copy per matmul (autocast)
-        return matmuls * b * C if mixed else 4 * C
-
-    norms = 2 * 8 * C  # both RMSNorms: their input and the normalised input, in fp32
-    attn = feeds(1) + 6 * C * b + 4 * c.n_heads  # qkv, rotated q and k, output; a log-sum-exp per head
-    if c.is_moe(layer):
-        per_copy = feeds(2) + C * b + 4 * C + 4 * H * b  # expert input, output, fp32 gated output, SwiGLU
-        ffn = feeds(1 + 2 * (c.n_shared > 0)) + 4 * H * b * c.n_shared + c.top_k * per_copy + 8 * c.n_experts
-    else:
-        ffn = feeds(2) + 4 * H * b  # SwiGLU: gate, silu(gate), up, product
-    drop = 2 * C if c.dropout > 0 else 0  # two residual dropout masks, 1 byte per element
-    return norms + attn + ffn + drop
-
-
-def estimate_memory(config: DSMiniConfig, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32,
-                    training: bool = True, mask_rate: float = 0.3) -> dict[str, float]:
-    """Peak memory in bytes, term by term, of one AdamW training step (or one forward without grad).
-
-    dtype: torch.float32, or bfloat16/float16 for autocast mixed precision (float32 weights and optimizer).
-    mask_rate: the fraction of positions the sparse head scores. Returns weights, gradients, optimizer,
-    activations, head, and `peak` (what to compare with the allocator's peak).
-    """
-    if not isinstance(config, DSMiniConfig):
-        raise TypeError(f"config must be a DSMiniConfig, got {type(config).__name__}")
-    for name, v in (("batch_size", batch_size), ("seq_len", seq_len)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be a positive int, got {v!r}")
-    if not 0.0 < mask_rate <= 1.0:
-        raise ValueError(f"mask_rate must be in (0, 1], got {mask_rate}")
-    c, b = config, dtype_bytes(dtype)
-    counts = count_parameters(c)
-    P = counts["total"]
-    n = batch_size * seq_len  # tokens in the batch
-    if not training:  # weights in `dtype`, nothing kept for backward: one block's working set, full logits
-        work = n * max(10 * c.d_model, 2 * c.d_model + 4 * c.d_hidden * (c.top_k + c.n_shared)) * b
-        terms = dict(weights=P * b, gradients=0, optimizer=0, activations=work, head=n * c.vocab_size * b * 2)
-        return {**terms, "peak": sum(terms.values())}
-    N = math.ceil(mask_rate * n)  # positions the sparse head scores
-    mixed = b < 4
-    matrices = P - counts["norms"] - counts["embedding"]  # autocast casts what goes through a matmul
-    weights = 4 * P + (2 * (matrices + c.vocab_size * c.d_model) if mixed else 0)
-    act = sum(block_activation_bytes(c, i, b) for i in range(c.n_layers)) * n
-    act += (8 + b) * c.d_model * n + N * c.d_model * b  # final norm; the gathered (N, C) hidden states
-    head = N * c.vocab_size * (b + 4 + 4 + 4)  # logits, fp32 log-softmax; in backward their two gradients
-    terms = dict(weights=weights, gradients=4 * P, optimizer=8 * P, activations=act, head=head)
-    step = weights + 4 * P + 8 * P + 4 * P  # AdamW's update: + one fp32 temporary per parameter
-    return {**terms, "peak": max(sum(terms.values()), step)}
-
-# notebooks/06_model.ipynb, cell 86f596de (chapter 6)
-_MEASURE = r"""
-import json, sys
-import torch
-from dsmini_helpers.model import DSMiniConfig, DSMiniModel
-
-def status(key):  # a /proc/self/status figure, in bytes
-    line = next(x for x in open("/proc/self/status") if x.startswith(key + ":"))
-    return int(line.split()[1]) * 1024
-
-def step(model, opt, B, T, mask_rate, dtype):
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, model.config.vocab_size, (B, T), generator=g)
-    labels = torch.full((B, T), -100)
-    where = torch.randperm(B * T, generator=g)[: -(-int(mask_rate * B * T * 1000) // 1000)]
-    labels.view(-1)[where] = ids.view(-1)[where]
-    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
-        out = model(ids, None, labels)
-    out.loss.backward()
-    opt.step()
-    opt.zero_grad(set_to_none=True)
-
-torch.set_num_threads(1)
-cfg, B, T, mask_rate, steps, dtype = json.loads(sys.argv[1])
-cfg, dtype = DSMiniConfig.from_dict(cfg), getattr(torch, dtype)
-tiny = DSMiniModel(cfg)  # warm-up: every code path once, on a tiny batch
-step(tiny, torch.optim.AdamW(tiny.parameters()), 1, 8, 0.5, dtype)
-del tiny
-base = status("RssAnon")
-model = DSMiniModel(cfg)
-opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-for _ in range(steps):
-    step(model, opt, B, T, mask_rate, dtype)
-# peak resident (VmHWM) minus the file-backed pages (library code, which only grow), minus the baseline
-print(json.dumps({"peak": status("VmHWM") - status("RssFile") - base, "base": base}))
-"""
-
-
-def measure_training_peak(config: DSMiniConfig, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32,
-                          mask_rate: float = 0.3, steps: int = 2) -> int:
-    """Measured CPU peak (bytes) of `steps` AdamW training steps, in a fresh process: peak resident memory less
-    file-backed pages, minus the anonymous memory before the model was built (glibc returns blocks >= 64 KB)."""
-    import os
-    import subprocess
-    import sys
-
-    arg = json.dumps([config.to_dict(), batch_size, seq_len, mask_rate, steps, str(dtype).split(".")[-1]])
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", _MEASURE, arg], capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise RuntimeError(f"measurement failed:\n{done.stderr[-2000:]}")
-    return int(json.loads(done.stdout.strip().splitlines()[-1])["peak"])

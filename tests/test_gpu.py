@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from dsmini_helpers.inference import diffusion_generate
-from dsmini_helpers.model import DSMiniConfig, DSMiniModel, PROFILE_CONFIGS
+from dsmini_helpers.model import PROFILE_CONFIGS, DSMiniConfig, DSMiniModel
 from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
 from dsmini_helpers.sparse_attention import dense_sliding_window_attention, flex_sliding_window_attention
 

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from dsmini_helpers.attention import MultiHeadAttention
+from dsmini_helpers.memory import estimate_memory, measure_training_peak
 from dsmini_helpers.model import (
     PROFILE_CONFIGS,
     DSMiniConfig,
@@ -18,8 +19,6 @@ from dsmini_helpers.model import (
     config_for_profile,
     count_parameters,
     count_parameters_formula,
-    estimate_memory,
-    measure_training_peak,
 )
 from dsmini_helpers.moe import MoE, SwiGLU, moe_aux_loss
 from dsmini_helpers.sparse_attention import SlidingWindowAttention
