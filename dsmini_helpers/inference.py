@@ -5,8 +5,6 @@ Exported from notebooks/08_inference.ipynb; each definition names its notebook c
 """
 
 __all__ = [
-    "LogitsFn",
-    "REMASKING",
     "context_length",
     "glue_masks",
     "top_candidates",
@@ -16,12 +14,6 @@ __all__ = [
     "l2_normalize",
     "POOLING",
     "split_sentences",
-    "transfer_schedule",
-    "block_spans",
-    "steps_per_block",
-    "sample_tokens",
-    "Generation",
-    "diffusion_generate",
     "masked_accuracy_by_rate",
     "lexrank",
     "top_sentences",
@@ -33,17 +25,13 @@ __all__ = [
 # notebooks/08_inference.ipynb, cell fdc58ef4 (chapter 8)
 import re
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-LogitsFn = Callable[[Tensor], Tensor]  # ids (B, T) -> logits (B, T, V)
-REMASKING = ("low_confidence", "random")
 
 
 def context_length(model: torch.nn.Module, default: int = 512) -> int:
@@ -120,125 +108,6 @@ def split_sentences(text: str) -> list[str]:
         out += [s.strip() for s in _SENTENCE_END.split(para.strip()) if s.strip()]
     return out
 
-# notebooks/08_inference.ipynb, cell d27d9516 (chapter 8)
-def transfer_schedule(n_masked: int, steps: int) -> list[int]:
-    """How many masked slots to commit at each of `steps` steps: as even as possible, earlier steps first.
-
-    `transfer_schedule(10, 4) -> [3, 3, 2, 2]`; more steps than slots are dropped: `(2, 5) -> [1, 1]`.
-    """
-    if n_masked < 0 or steps < 1:
-        raise ValueError(f"need n_masked >= 0 and steps >= 1, got n_masked={n_masked}, steps={steps}")
-    steps = min(steps, n_masked) or 1
-    base, extra = divmod(n_masked, steps)
-    return [base + (1 if i < extra else 0) for i in range(steps)] if n_masked else []
-
-
-def block_spans(start: int, length: int, block_length: int | None) -> list[tuple[int, int]]:
-    """Split the generated region `[start, start + length)` into consecutive blocks (the last may be shorter)."""
-    block_length = length if block_length is None else block_length
-    if block_length < 1:
-        raise ValueError(f"block_length must be >= 1, got {block_length}")
-    return [(s, min(s + block_length, start + length)) for s in range(start, start + length, block_length)]
-
-
-def steps_per_block(steps: int, n_blocks: int) -> list[int]:
-    """Share `steps` among `n_blocks` blocks as evenly as possible, at least one step each."""
-    base, extra = divmod(steps, n_blocks)
-    return [max(1, base + (1 if i < extra else 0)) for i in range(n_blocks)]
-
-# notebooks/08_inference.ipynb, cell b5246e68 (chapter 8)
-def sample_tokens(logits: Tensor, temperature: float = 0.0, top_k: int | None = None,
-                  generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
-    """Pick one token per row of `logits` (N, V); return (tokens (N,), their probability under softmax(logits)).
-
-    temperature 0 (below 1e-4) is argmax; otherwise sample from softmax(logits / temperature) over the top_k.
-    The returned probability is the model's own (temperature 1) confidence, which remasking ranks by.
-    """
-    probs = logits.float().softmax(dim=-1)  # (N, V)
-    if not temperature >= 0:  # also catches NaN
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if temperature < 1e-4:  # greedy; dividing by a tinier temperature would overflow to inf
-        tokens = probs.argmax(dim=-1)  # (N,)
-    else:
-        scaled = logits.float() / temperature
-        if top_k is not None and top_k < scaled.size(-1):
-            kth = scaled.topk(top_k, dim=-1).values[:, -1:]  # (N, 1)
-            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-        tokens = torch.multinomial(scaled.softmax(dim=-1), 1, generator=generator).squeeze(-1)  # (N,)
-    return tokens, probs.gather(-1, tokens[:, None]).squeeze(-1)
-
-# notebooks/08_inference.ipynb, cell b17b2f95 (chapter 8)
-@dataclass
-class Generation:
-    """What `diffusion_generate` returns: the final ids, when each generated slot was committed and how sure the
-    model was of it then."""
-
-    ids: Tensor  # (B, T) prompt + generated + suffix
-    start: int  # first generated position
-    commit_step: Tensor  # (B, L) the step (0-based, counted over all blocks) that filled each generated slot
-    snapshots: list[Tensor] = field(default_factory=list)  # (B, T) after each step, if asked for
-    commit_conf: Tensor | None = None  # (B, L) the model's probability of each committed token, when committed
-
-    @property
-    def new_ids(self) -> Tensor:
-        return self.ids[:, self.start:self.start + self.commit_step.size(1)]  # (B, L)
-
-
-def diffusion_generate(logits_fn: LogitsFn, prompt: Tensor, max_new_tokens: int, steps: int, *, mask_id: int,
-                       block_length: int | None = None, temperature: float = 0.0, top_k: int | None = None,
-                       remasking: str = "low_confidence", suffix: Tensor | None = None,
-                       banned_ids: Sequence[int] = (), seed: int | None = None,
-                       keep_snapshots: bool = False) -> Generation:
-    """Generate with a masked LM: append `max_new_tokens` [MASK]s to `prompt` (B, P) and unmask them in `steps`.
-
-    Each step predicts every still-masked slot of the current block, then commits the `k` slots ranked highest
-    (by the model's probability for "low_confidence" remasking, as in MaskGIT / LLaDA; by a coin for "random")
-    and leaves the rest masked. `steps=1` is one-shot argmax. With `block_length`, blocks are filled left to
-    right (semi-autoregressive). `suffix` (B, S), e.g. [SEP], is appended after the masks and never changed.
-    """
-    if prompt.dim() != 2:
-        raise ValueError(f"prompt must be (B, P) token ids, got shape {tuple(prompt.shape)}")
-    if max_new_tokens < 1 or steps < 1:
-        raise ValueError(f"max_new_tokens and steps must be >= 1, got {max_new_tokens} and {steps}")
-    if remasking not in REMASKING:
-        raise ValueError(f"remasking must be one of {REMASKING}, got {remasking!r}")
-    if top_k is not None and top_k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
-    B, P = prompt.shape
-    dev = prompt.device  # everything lives here: no host round trip per step
-    banned = torch.tensor(sorted({*banned_ids, mask_id}), device=dev)  # never "predict" a [MASK]
-    gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
-    masks = torch.full((B, max_new_tokens), mask_id, dtype=prompt.dtype, device=dev)
-    parts = [prompt, masks] + ([suffix.to(dev)] if suffix is not None else [])
-    x = torch.cat(parts, dim=1)  # (B, T)
-    commit_step = torch.full((B, max_new_tokens), -1, dtype=torch.long, device=dev)
-    commit_conf = torch.full((B, max_new_tokens), float("nan"), device=dev)
-    snapshots = []
-    step = 0
-    blocks = block_spans(P, max_new_tokens, block_length)
-    for (b0, b1), n_steps in zip(blocks, steps_per_block(steps, len(blocks))):
-        for k in transfer_schedule(b1 - b0, n_steps):
-            logits = logits_fn(x)[:, b0:b1].float().to(dev)  # (B, Lb, V)
-            logits = logits.index_fill(-1, banned, float("-inf"))
-            Lb, V = logits.shape[1:]
-            tokens, prob = sample_tokens(logits.reshape(-1, V), temperature, top_k, gen)  # (B*Lb,)
-            tokens, prob = tokens.view(B, Lb), prob.view(B, Lb)  # prob: the model's own confidence
-            conf = torch.rand(B, Lb, generator=gen, device=dev) if remasking == "random" else prob
-            still = x[:, b0:b1] == mask_id  # (B, Lb) slots not yet committed
-            conf = conf.masked_fill(~still, float("-inf"))
-            chosen = torch.zeros(B, Lb, dtype=torch.bool, device=dev)
-            chosen.scatter_(1, conf.topk(k, dim=1).indices, True)  # (B, Lb) the k most confident slots
-            chosen &= still
-            x[:, b0:b1] = torch.where(chosen, tokens, x[:, b0:b1])
-            span = slice(b0 - P, b1 - P)
-            commit_step[:, span] = commit_step[:, span].masked_fill(chosen, step)
-            commit_conf[:, span] = torch.where(chosen, prob, commit_conf[:, span])
-            step += 1
-            if keep_snapshots:
-                snapshots.append(x.clone())
-    return Generation(ids=x, start=P, commit_step=commit_step.cpu(), snapshots=snapshots,
-                      commit_conf=commit_conf.cpu())  # bookkeeping to the host once, at the end
-
 # notebooks/08_inference.ipynb, cell 51082126 (chapter 8)
 def masked_accuracy_by_rate(model: torch.nn.Module, windows: Tensor, rates: Sequence[float], vocab_size: int, *,
                             batch_size: int = 16, seed: int = 0, device: torch.device | str = "cpu",
@@ -305,6 +174,8 @@ def top_sentences(scores: Tensor, k: int) -> list[int]:
     return sorted(scores.topk(k).indices.tolist())
 
 # notebooks/08_inference.ipynb, cell b856b84d (chapter 8)
+from dsmini_helpers.generation import diffusion_generate  # noqa: E402
+
 SPECIAL_NAMES = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 
 

@@ -7,7 +7,7 @@ repeats on the device, and the chapter-8 tasks on CUDA.
 import pytest
 import torch
 
-from dsmini_helpers.inference import diffusion_generate
+from dsmini_helpers.generation import diffusion_generate
 from dsmini_helpers.model import PROFILE_CONFIGS, DSMiniConfig, DSMiniModel
 from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
 from dsmini_helpers.sparse_attention import dense_sliding_window_attention, flex_sliding_window_attention

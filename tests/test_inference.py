@@ -6,22 +6,18 @@ import threading
 import pytest
 import torch
 
+from dsmini_helpers.generation import block_spans, diffusion_generate, sample_tokens, steps_per_block, transfer_schedule
 from dsmini_helpers.inference import (
     Model,
-    block_spans,
     cls_pool,
     context_length,
-    diffusion_generate,
     fill_mask_candidates,
     glue_masks,
     l2_normalize,
     lexrank,
     mean_pool,
-    sample_tokens,
     split_sentences,
-    steps_per_block,
     top_sentences,
-    transfer_schedule,
 )
 
 MASK = 0
