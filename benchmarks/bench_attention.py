@@ -148,7 +148,7 @@ def runnable(impl: str, mode: str) -> str | None:
     import torch
 
     from dsmini_helpers.device import get_device
-    from dsmini_helpers.sparse_attention import flex_available
+    from dsmini_helpers.flex_attention import flex_available
 
     if impl == "flex":
         if not flex_available():

@@ -17,7 +17,7 @@ __all__ = [
 
 
 # notebooks/08_inference.ipynb, cell e2ed4b13 (chapter 8)
-# dsmini_helpers/generation.py: text from a masked LM by iterative unmasking (sections 5-7)
+# dsmini_helpers/generation.py: text from a masked LM by iterative unmasking (section 8.3)
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 

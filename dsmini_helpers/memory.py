@@ -8,7 +8,7 @@ __all__ = ["dtype_bytes", "block_activation_bytes", "estimate_memory", "measure_
 
 
 # notebooks/06_model.ipynb, cell a9b73188 (chapter 6)
-# dsmini_helpers/memory.py: what a training step costs in memory (sections 8-9)
+# dsmini_helpers/memory.py: what a training step costs in memory (section 8)
 import json
 import math
 import os

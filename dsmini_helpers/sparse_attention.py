@@ -16,10 +16,6 @@ __all__ = [
     "attention_pattern",
     "receptive_field",
     "layer_windows",
-    "flex_available",
-    "FLEX_BLOCK",
-    "flex_block_mask",
-    "flex_sliding_window_attention",
     "resolve_impl",
     "sliding_window_attention",
     "run_sliding_window_attention",
@@ -264,103 +260,10 @@ def layer_windows(n_layers: int, window: int, global_every: int | None = None) -
         raise ValueError(f"global_every must be >= 1 or None, got {global_every}")
     return [None if global_every and i % global_every == 0 else window for i in range(n_layers)]
 
-# notebooks/04_sliding_window_attention.ipynb, cell 04058a81 (chapter 4)
-def flex_available() -> bool:
-    """Whether torch.nn.attention.flex_attention can be imported (PyTorch >= 2.5)."""
-    try:
-        import torch.nn.attention.flex_attention  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-_COMPILED_FLEX = {}
-
-
-def _flex(compiled: bool):
-    """flex_attention, compiled once per process when `compiled` (eager flex is a slow O(T²) reference)."""
-    from torch.nn.attention.flex_attention import flex_attention
-    if not compiled:
-        return flex_attention
-    if "fn" not in _COMPILED_FLEX:
-        _COMPILED_FLEX["fn"] = torch.compile(flex_attention)
-    return _COMPILED_FLEX["fn"]
-
-
-FLEX_BLOCK = 128  # FlexAttention's tile size
-
-
-def _band_blocks(T: int, window: int, device: torch.device | str) -> Tensor:
-    """(nQB, nKB) bool: which 128-key blocks each 128-query block needs for |i - j| <= window."""
-    nb = math.ceil(T / FLEX_BLOCK)
-    i = torch.arange(nb, device=device)
-    lo = (i * FLEX_BLOCK - window).clamp(min=0) // FLEX_BLOCK  # first key block of query block i
-    hi = ((i + 1) * FLEX_BLOCK - 1 + window).clamp(max=T - 1) // FLEX_BLOCK  # last key block
-    return (i[None, :] >= lo[:, None]) & (i[None, :] <= hi[:, None])  # (nb, nb)
-
-
-def _block_mask(blocks: Tensor, T: int, mask_mod):
-    """A BlockMask from a (B|1, nQB, nKB) table of needed blocks; mask_mod decides inside every listed block."""
-    from torch.nn.attention.flex_attention import BlockMask
-
-    kv_num_blocks = blocks.sum(-1).to(torch.int32)[:, None]  # (B|1, 1, nQB)
-    kv_indices = torch.argsort((~blocks).to(torch.int8), dim=-1, stable=True).to(torch.int32)[:, None]  # needed first
-    return BlockMask.from_kv_blocks(kv_num_blocks, kv_indices, BLOCK_SIZE=FLEX_BLOCK, mask_mod=mask_mod,
-                                    seq_lengths=(T, T))
-
-
-@lru_cache(maxsize=16)
-def flex_block_mask(T: int, window: int, device: str):
-    """The sliding-window BlockMask for length T, cached per (T, window, device); built without a (T, T) mask."""
-
-    def sliding(b, h, q_idx, kv_idx):
-        return (q_idx - kv_idx).abs() <= window
-
-    return _block_mask(_band_blocks(T, window, device)[None], T, sliding)
-
-
-def _empty_rows(T: int, window: int, keep: Tensor, global_mask: Tensor | None) -> Tensor:
-    """(B, T) bool: queries with no allowed key, in O(T) with a running count of kept keys."""
-    counts = F.pad(keep.long().cumsum(-1), (1, 0))  # (B, T + 1), counts[:, j] = kept keys before j
-    i = torch.arange(T, device=keep.device)
-    in_window = counts[:, (i + window + 1).clamp(max=T)] - counts[:, (i - window).clamp(min=0)]  # (B, T)
-    has_key = in_window > 0
-    if global_mask is not None:
-        has_key = has_key | (global_mask & keep).any(-1, keepdim=True)  # every query sees the globals
-        has_key = has_key | (global_mask & keep.any(-1, keepdim=True))  # a global query sees every kept key
-    return ~has_key
-
-
-def flex_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int,
-                                  key_padding_mask: Tensor | None = None, global_mask: Tensor | None = None,
-                                  compiled: bool = True) -> Tensor:
-    """Sliding-window attention with FlexAttention (forward and backward on CUDA; forward only on CPU)."""
-    if not flex_available():
-        raise RuntimeError("FlexAttention needs PyTorch >= 2.5; use impl='blocked'")
-    if q.device.type == "cpu" and torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v)):
-        raise NotImplementedError("FlexAttention has no backward on CPU in this PyTorch; use impl='blocked' "
-                                  "(or run under torch.no_grad())")
-    B, H, T, D = q.shape
-    if key_padding_mask is None and global_mask is None:
-        return _flex(compiled)(q, k, v, block_mask=flex_block_mask(T, window, str(q.device)))
-    keep = (torch.ones(B, T, dtype=torch.bool, device=q.device) if key_padding_mask is None
-            else key_padding_mask)
-    glob = torch.zeros(B, T, dtype=torch.bool, device=q.device) if global_mask is None else global_mask
-    empty = _empty_rows(T, window, keep, global_mask)  # (B, T)
-
-    def mask_mod(b, h, q_idx, kv_idx):
-        near = ((q_idx - kv_idx).abs() <= window) | glob[b, q_idx] | glob[b, kv_idx]
-        return (near & keep[b, kv_idx]) | ((q_idx == kv_idx) & empty[b, q_idx])
-
-    blocks = _band_blocks(T, window, q.device)[None]  # (1, nQB, nKB)
-    if global_mask is not None:  # a block holding a global query needs every key block, and vice versa
-        nb = blocks.shape[-1]
-        g = F.pad(global_mask, (0, nb * FLEX_BLOCK - T)).view(B, nb, FLEX_BLOCK).any(-1)  # (B, nb)
-        blocks = blocks | g[:, :, None] | g[:, None, :]  # (B, nQB, nKB)
-    out = _flex(compiled)(q, k, v, block_mask=_block_mask(blocks, T, mask_mod))
-    return out.masked_fill(empty[:, None, :, None], 0.0)
-
 # notebooks/04_sliding_window_attention.ipynb, cell 729aa6d4 (chapter 4)
+from dsmini_helpers.flex_attention import flex_available, flex_sliding_window_attention  # noqa: E402
+
+
 def resolve_impl(impl: str, q: Tensor, dropout_p: float = 0.0) -> str:
     """The implementation `impl="auto"` stands for: 'flex' on CUDA (without dropout), else 'blocked'."""
     if impl not in IMPLS:

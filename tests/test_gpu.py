@@ -7,10 +7,11 @@ repeats on the device, and the chapter-8 tasks on CUDA.
 import pytest
 import torch
 
+from dsmini_helpers.flex_attention import flex_sliding_window_attention
 from dsmini_helpers.generation import diffusion_generate
 from dsmini_helpers.model import PROFILE_CONFIGS, DSMiniConfig, DSMiniModel
 from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
-from dsmini_helpers.sparse_attention import dense_sliding_window_attention, flex_sliding_window_attention
+from dsmini_helpers.sparse_attention import dense_sliding_window_attention
 
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (make gpu-check)")]

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from dsmini_helpers.attention import MultiHeadAttention
+from dsmini_helpers.flex_attention import flex_sliding_window_attention
 from dsmini_helpers.sparse_attention import (
     SlidingWindowAttention,
     SlidingWindowCore,
@@ -16,7 +17,6 @@ from dsmini_helpers.sparse_attention import (
     band_mask,
     blocked_sliding_window_attention,
     dense_sliding_window_attention,
-    flex_sliding_window_attention,
     layer_windows,
     receptive_field,
     resolve_impl,
