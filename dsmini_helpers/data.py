@@ -6,7 +6,6 @@ Exported from notebooks/01_data.ipynb; each definition names its notebook cell.
 
 __all__ = [
     "PIPELINE_VERSION",
-    "MIN_LINE_WORDS",
     "MIN_DOC_WORDS",
     "VALID_FRACTION",
     "SPLIT_SALT",
@@ -14,15 +13,6 @@ __all__ = [
     "OVOS_SUMMARIES",
     "package_file",
     "iter_wiki_dump",
-    "DROP_TAGS",
-    "DROP_SECTIONS",
-    "drop_sections",
-    "strip_wikitext",
-    "normalize_text",
-    "is_boilerplate",
-    "clean_text",
-    "dedup_key",
-    "deduplicate",
     "split_of",
     "OFFLINE_SOURCES",
     "raw_offline_documents",
@@ -47,23 +37,18 @@ import importlib.util
 import itertools
 import json
 import os
-import re
 import socket
 import time
-import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import mwparserfromhell
-from mwparserfromhell import nodes as mwnodes
 from tqdm.auto import tqdm
 
 from dsmini_helpers.cache import build_once, data_dir
 from dsmini_helpers.profiles import get_profile
 
 PIPELINE_VERSION = 3  # bump when cleaning changes: the corpus folder name includes it, so caches rebuild
-MIN_LINE_WORDS = 5  # shorter lines are headings, captions, list stubs or table debris
 MIN_DOC_WORDS = 20  # shorter documents teach the model little and are often stubs
 VALID_FRACTION = 0.05
 SPLIT_SALT = "dsmini-split-v1"
@@ -109,154 +94,6 @@ def iter_wiki_dump(path: str | os.PathLike) -> Iterator[dict]:
                     yield {"id": page["id"], "title": page["title"], "wikitext": page.get("wikitext", "")}
                 page = {}
                 elem.clear()
-
-# notebooks/01_data.ipynb, cell 11e3ea57 (chapter 1)
-DROP_TAGS = {"ref", "table", "gallery", "math", "references", "timeline", "imagemap", "score", "graph",
-             "templatedata", "chem", "syntaxhighlight", "source", "hiero", "noinclude", "includeonly"}
-DROP_SECTIONS = {"references", "external links", "see also", "further reading", "notes", "bibliography",
-                 "sources", "footnotes", "citations", "notes and references", "works cited", "gallery"}
-# [[File:..]], [[Image:..]], [[Category:..]], [[Media:..]] and interlanguage links such as [[de:Anarchismus]]
-_DROP_LINK = re.compile(r"^\s*:?\s*(file|image|category|media|[a-z]{2,3}(-[a-z]+)?)\s*:", re.IGNORECASE)
-
-
-def _node_text(node) -> str:
-    """Plain text of one parsed wikitext node: links become their label, templates/refs/tables vanish."""
-    if isinstance(node, mwnodes.Text):
-        return node.value
-    if isinstance(node, mwnodes.Wikilink):  # [[target|label]] -> label, [[target]] -> target
-        if _DROP_LINK.match(str(node.title)):
-            return ""
-        return _wikicode_text(node.text if node.text is not None else node.title)
-    if isinstance(node, mwnodes.ExternalLink):  # [http://x label] -> label
-        return _wikicode_text(node.title) if node.title is not None else ""
-    if isinstance(node, mwnodes.Tag):  # '''bold''', ''italic'', <i>, <sup>, tables, <ref> ...
-        tag = str(node.tag).strip().lower()
-        if tag in DROP_TAGS:
-            return ""
-        if tag in ("br", "li", "dd", "dt"):
-            return "\n"
-        return _wikicode_text(node.contents) if node.contents is not None else ""
-    if isinstance(node, mwnodes.HTMLEntity):  # &nbsp; -> "\xa0"
-        return node.normalize()
-    if isinstance(node, mwnodes.Heading):  # a title, not a sentence: keep only the paragraph break
-        return "\n\n"
-    return ""  # Template {{...}}, Comment <!-- -->, Argument {{{...}}}
-
-
-def _wikicode_text(code) -> str:
-    return "".join(_node_text(n) for n in code.nodes)
-
-
-# What a parser gives up on (unbalanced markup) stays as text; these patterns scrub the remains.
-_SCRUB = [
-    (re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", re.IGNORECASE | re.DOTALL), ""),
-    (re.compile(r"</?ref[^>]*>", re.IGNORECASE), ""),
-    (re.compile(r"\{\|.*?\|\}", re.DOTALL), ""),  # tables
-    (re.compile(r"\[\[(?:file|image|category|media):[^\[\]]*(?:\[\[[^\[\]]*\]\][^\[\]]*)*\]\]", re.IGNORECASE), ""),
-    (re.compile(r"\[\[(?:[^|\[\]]*\|)?([^\[\]]*)\]\]"), r"\1"),  # [[a|b]] -> b
-    (re.compile(r"'{2,}"), ""),  # bold / italic quotes
-    (re.compile(r"<[^<>\n]{0,200}>"), ""),  # any other html-ish tag
-]
-_TEMPLATE = re.compile(r"\{\{[^{}]*\}\}")
-
-
-def _scrub(text: str) -> str:
-    while True:  # innermost templates first, until none is left
-        text, n = _TEMPLATE.subn("", text)
-        if not n:
-            break
-    for pattern, repl in _SCRUB:
-        text = pattern.sub(repl, text)
-    # whatever is still unbalanced: drop from the opener to the end of its line
-    text = re.sub(r"(\{\{|\{\||\[\[(?:file|image|category):|<ref).*", "", text, flags=re.IGNORECASE)
-    text = re.sub(r"\(\s*[,;]?\s*\)", "", text)  # "Albedo ({{IPA|...}})" leaves "Albedo ()"
-    return re.sub(r"[ \t]+([,.;:])(?=\s|$)", r"\1", text)  # "word ." where a template stood before "."
-
-
-_HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.MULTILINE)  # "== References ==" on a line of its own
-
-
-def drop_sections(wikitext: str, titles: set[str] = DROP_SECTIONS) -> str:
-    """Remove the sections whose heading is in `titles` (case-insensitive), with their subsections.
-
-    Works on lines, before parsing: headings are always whole lines, while a parser that meets an unclosed tag
-    nests everything after it (headings included) inside that tag.
-    """
-    out, pos, skipping = [], 0, None  # skipping = level of the dropped heading we are inside, if any
-    for m in _HEADING.finditer(wikitext):
-        if skipping is None:
-            out.append(wikitext[pos:m.start()])
-        level, title = len(m.group(1)), m.group(2).strip().lower()
-        if skipping is not None and level <= skipping:
-            skipping = None
-        if skipping is None and title in titles:
-            skipping = level
-        pos = m.start() if skipping is None else m.end()
-    if skipping is None:
-        out.append(wikitext[pos:])
-    return "".join(out)
-
-
-def strip_wikitext(wikitext: str) -> str:
-    """Wikitext -> plain text with a real parser (mwparserfromhell), without boilerplate sections.
-
-    `"'''Bold''' [[a|b]]{{cite web|x}}<ref>r</ref>"` -> `"Bold b"`.
-    """
-    if not isinstance(wikitext, str):
-        raise TypeError(f"strip_wikitext expects a str, got {type(wikitext).__name__}")
-    code = mwparserfromhell.parse(drop_sections(wikitext))
-    return _scrub(_wikicode_text(code))
-
-# notebooks/01_data.ipynb, cell 4b5c64cf (chapter 1)
-_BOILERPLATE = re.compile(
-    r"^(see also|main article|further information|retrieved|isbn|external links|references|"
-    r"this article|citation needed|coordinates)\b", re.IGNORECASE)
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))  # zero-width chars, soft hyphen
-
-
-def normalize_text(text: str) -> str:
-    """Unicode NFC, no zero-width characters, single spaces inside lines, no blank-line runs."""
-    text = unicodedata.normalize("NFC", text).translate(_INVISIBLE)
-    lines = (" ".join(line.split()) for line in text.splitlines())  # \xa0, tabs, runs of spaces -> " "
-    return "\n".join(line for line in lines if line)
-
-
-def is_boilerplate(line: str, min_words: int = MIN_LINE_WORDS) -> bool:
-    """True for lines a model should not learn from: too short, navigation/citation debris, table rows."""
-    words = line.split()
-    if len(words) < min_words or _BOILERPLATE.match(line):
-        return True
-    if line[0] in "|!*#:;=" or line.count("|") >= 2:  # table rows, list/indent markup left over
-        return True
-    letters = sum(c.isalpha() for c in line)
-    return letters < 0.5 * len(line)  # mostly digits/symbols: scores, coordinates, tables
-
-
-def clean_text(text: str, wikitext: bool = False, min_line_words: int = MIN_LINE_WORDS) -> str:
-    """The whole cleaning pipeline for one document: [strip wikitext] -> normalize -> drop boilerplate lines."""
-    if wikitext:
-        text = strip_wikitext(text)
-    text = normalize_text(text)
-    return "\n".join(line for line in text.splitlines() if not is_boilerplate(line, min_line_words))
-
-# notebooks/01_data.ipynb, cell 5e39d159 (chapter 1)
-def dedup_key(text: str) -> str:
-    """sha256 of the text after case-folding and collapsing all whitespace: copies that differ only there collide."""
-    return hashlib.sha256(" ".join(text.casefold().split()).encode("utf-8")).hexdigest()
-
-
-def deduplicate(docs: Iterable[dict]) -> tuple[list[dict], int]:
-    """Keep the first document of each `dedup_key(doc["text"])`; return (kept, number removed)."""
-    seen: set[str] = set()
-    kept, removed = [], 0
-    for doc in docs:
-        key = dedup_key(doc["text"])
-        if key in seen:
-            removed += 1
-        else:
-            seen.add(key)
-            kept.append(doc)
-    return kept, removed
 
 # notebooks/01_data.ipynb, cell 22b1300f (chapter 1)
 def split_of(doc_id: str, valid_fraction: float = VALID_FRACTION, salt: str = SPLIT_SALT) -> str:
@@ -355,6 +192,9 @@ def hub_reachable(host: str = "huggingface.co", port: int = 443, timeout: float 
     return True, f"{host}:{port} answered"
 
 # notebooks/01_data.ipynb, cell 9b41e5cb (chapter 1)
+from dsmini_helpers.cleaning import clean_text, deduplicate  # noqa: E402
+
+
 def _write_jsonl(path: Path, docs: list[dict]) -> str:
     """Write one JSON object per line; return the file's sha256."""
     data = "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in docs).encode("utf-8")

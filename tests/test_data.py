@@ -9,7 +9,7 @@ import types
 
 import pytest
 
-from dsmini_helpers import data
+from dsmini_helpers import cleaning, data
 
 WIKITEXT = """'''Alpha''' is a [[Greek alphabet|letter]] used in [[a|b]] science.<ref>{{cite web |url=http://x.org
 |title=Alpha facts |publisher=Nobody}}</ref> It is widely known among students of mathematics.{{citation needed}}
@@ -35,7 +35,7 @@ def corpus_dir():
 
 
 def test_strip_wikitext_fixture_loses_all_markup():
-    text = data.strip_wikitext(WIKITEXT)
+    text = cleaning.strip_wikitext(WIKITEXT)
     for markup in ("{{", "}}", "<ref", "</ref", "[[", "]]", "'''", "''", "{|", "|}", "|-", "File:", "thumb",
                    "Category:", "http://", "cite web", "tablecell", "caption"):
         assert markup not in text, (markup, text)
@@ -51,18 +51,18 @@ def test_boilerplate_sections_dropped_even_when_the_parse_tree_nests_them():
                 "The history section is long enough to keep as prose.\n\n==References==\n{{Reflist}}\n"
                 "===Sub===\n* Gordon, Uri, Anarchy Alive!, London: Pluto Press, 2007.\n\n==External links==\n"
                 "* [http://example.org Official site]\n")
-    text = data.strip_wikitext(wikitext)
+    text = cleaning.strip_wikitext(wikitext)
     assert "The history section is long enough to keep as prose." in text and "History" not in text
     assert "Anarchy Alive" not in text and "Official site" not in text
-    assert data.drop_sections("a\n==See also==\nb\n==Later==\nc\n") == "a\n==Later==\nc\n"
+    assert cleaning.drop_sections("a\n==See also==\nb\n==Later==\nc\n") == "a\n==Later==\nc\n"
 
 
 def test_clean_text_normalizes_and_drops_short_lines():
     raw = "Cafe\u0301 society  grew\tquickly in the\u00a0city of Paris.\n\nHistory\n"
     raw += "\u200bSee also: something here now\n"
-    text = data.clean_text(raw)
+    text = cleaning.clean_text(raw)
     assert text == "Café society grew quickly in the city of Paris."  # NFC: e + combining accent -> é
-    assert data.normalize_text("a\u200bb  c\n\n\nd") == "ab c\nd"
+    assert cleaning.normalize_text("a\u200bb  c\n\n\nd") == "ab c\nd"
 
 
 def test_real_dump_keeps_no_markup(corpus_dir):
@@ -76,7 +76,7 @@ def test_real_dump_keeps_no_markup(corpus_dir):
 
 def test_strip_wikitext_type_error():
     with pytest.raises(TypeError, match="str"):
-        data.strip_wikitext(b"bytes")
+        cleaning.strip_wikitext(b"bytes")
 
 
 # --- dedup --------------------------------------------------------------------------------------------------------
@@ -86,15 +86,15 @@ def test_dedup_removes_injected_duplicates_and_is_idempotent():
     base = [{"id": str(i), "text": f"document number {i} has its own words"} for i in range(50)]
     injected = [{"id": "x1", "text": "DOCUMENT number 3  has its own\nwords"},  # case + whitespace variants
                 {"id": "x2", "text": base[7]["text"]}, {"id": "x3", "text": base[7]["text"] + " "}]
-    kept, removed = data.deduplicate(base + injected)
+    kept, removed = cleaning.deduplicate(base + injected)
     assert removed == 3 and kept == base  # first occurrence wins, order kept
-    again, removed_again = data.deduplicate(kept)
+    again, removed_again = cleaning.deduplicate(kept)
     assert again == kept and removed_again == 0
 
 
 def test_dedup_key_is_normalized_sha256():
-    assert data.dedup_key("A  b\nC") == data.dedup_key("a b c") == hashlib.sha256(b"a b c").hexdigest()
-    assert data.dedup_key("a b c") != data.dedup_key("a b d")
+    assert cleaning.dedup_key("A  b\nC") == cleaning.dedup_key("a b c") == hashlib.sha256(b"a b c").hexdigest()
+    assert cleaning.dedup_key("a b c") != cleaning.dedup_key("a b d")
 
 
 # --- split --------------------------------------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_corpus_split_disjoint_and_consistent(corpus_dir):
     assert all(data.split_of(i) == "train" for i in train_ids) and all(data.split_of(i) == "valid" for i in valid_ids)
     assert 0.03 < len(valid) / (len(train) + len(valid)) < 0.07
     texts = [d["text"] for d in train + valid]
-    assert len({data.dedup_key(t) for t in texts}) == len(texts)  # no duplicates left
+    assert len({cleaning.dedup_key(t) for t in texts}) == len(texts)  # no duplicates left
 
 
 # --- manifest and API ---------------------------------------------------------------------------------------------
