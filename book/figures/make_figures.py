@@ -32,34 +32,44 @@ STAGES = [
     (9, "Serving", "HTTP API"),
 ]
 PARTS = [("Part I: data and tokens", 1, 2), ("Part II: building blocks", 3, 5),
-         ("Part III: the model, trained", 6, 7), ("Part IV: using, serving", 8, 9)]
+         ("Part III: the model and its training", 6, 7), ("Part IV: using and serving it", 8, 9)]
 
 
 def roadmap(chapter: int) -> str:
-    """The nine stages of the book as one chain, the given chapter highlighted."""
-    w, gap, x0, y0, h = 104, 8, 10, 34, 58
-    svg = Svg(x0 * 2 + 9 * w + 8 * gap, 150, f"Roadmap of the book: chapter {chapter} highlighted")
-    svg.text(x0, 20, "data", 12, anchor="start", color=MUTED, italic=True)
-    svg.text(x0 + 9 * w + 8 * gap, 20, "a served model", 12, anchor="end", color=MUTED, italic=True)
-    for i, (ch, name, sub) in enumerate(STAGES):
-        x = x0 + i * (w + gap)
+    """The nine stages of the book as one chain in two rows (parts I-II, parts III-IV), one chapter highlighted."""
+    w, gap, x0, h = 124, 18, 10, 60
+    rows = {1: 34, 2: 166}  # y of each row of boxes
+    svg = Svg(x0 * 2 + 5 * w + 4 * gap + 20, 286, f"Roadmap of the book: chapter {chapter} highlighted")
+
+    def place(ch: int) -> tuple[float, float]:
+        col = ch - 1 if ch <= 5 else ch - 6
+        return x0 + col * (w + gap), rows[1 if ch <= 5 else 2]
+
+    svg.text(x0, 22, "from raw text ...", 12, anchor="start", color=MUTED, italic=True)
+    for ch, name, sub in STAGES:
+        x, y = place(ch)
         here = ch == chapter
-        svg.rect(x, y0, w, h, "accent" if here else "dim", stroke_width=2.5 if here else 1.5)
-        color = "#ffffff" if here else INK
-        svg.text(x + w / 2, y0 + 16, f"{ch}", 11, color="#ffffff" if here else MUTED, weight="bold")
-        svg.text(x + w / 2, y0 + 33, name, 12.5, color=color)
-        svg.text(x + w / 2, y0 + 49, sub, 11, color="#dbeafe" if here else MUTED)
-        if i:
-            svg.line(x - gap + 1, y0 + h / 2, x - 1, y0 + h / 2, color=MUTED, width=1.2)
+        svg.rect(x, y, w, h, "accent" if here else "dim", stroke_width=2.5 if here else 1.5)
+        svg.text(x + w / 2, y + 17, f"{ch}", 12, color="#ffffff" if here else MUTED, weight="bold")
+        svg.text(x + w / 2, y + 35, name, 14, color="#ffffff" if here else INK, weight="bold" if here else "normal")
+        svg.text(x + w / 2, y + 52, sub, 12, color="#dbeafe" if here else MUTED)
+        if ch not in (1, 6):
+            svg.line(x - gap + 1, y + h / 2, x - 1, y + h / 2, color=MUTED, width=1.2)
+    # chapter 5 -> chapter 6: the parts go into the encoder
+    x5, y5 = place(5)
+    x6, y6 = place(6)
+    xr, yr = x5 + w + 14, y6 - 20  # round the right edge, then under the part labels
+    svg.path(f"M{x5 + w},{y5 + h / 2} L{xr},{y5 + h / 2} L{xr},{yr} L{x6 + w / 2},{yr} L{x6 + w / 2},{y6 - 2}",
+             color=MUTED, width=1.2)
     for label, first, last in PARTS:
-        xa, xb = x0 + (first - 1) * (w + gap) + 4, x0 + (last - 1) * (w + gap) + w - 4
-        yb = y0 + h + 14
+        (xa, ya), (xb, _) = place(first), place(last)
+        xa, xb, yb = xa + 4, xb + w - 4, ya + h + 12
         active = first <= chapter <= last
         color = PALETTE["accent"][1] if active else MUTED
-        svg.path(f"M{xa},{yb - 6} L{xa},{yb} L{xb},{yb} L{xb},{yb - 6}", color=color, arrow=False)
-        svg.text((xa + xb) / 2, yb + 18, label, 12, color=color, weight="bold" if active else "normal")
-    svg.text(x0, 142, "Chapters 3–5 build the parts that chapter 6 assembles into the encoder.", 11,
-             anchor="start", color=MUTED, italic=True)
+        svg.path(f"M{xa},{yb - 5} L{xa},{yb} L{xb},{yb} L{xb},{yb - 5}", color=color, arrow=False)
+        svg.text((xa + xb) / 2, yb + 17, label, 12.5, color=color, weight="bold" if active else "normal")
+    x9, y9 = place(9)
+    svg.text(x9 + w + 8, y9 + h / 2 + 5, "... to a served model", 12, anchor="start", color=MUTED, italic=True)
     return str(svg)
 
 
