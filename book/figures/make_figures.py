@@ -39,7 +39,8 @@ def roadmap(chapter: int) -> str:
     """The nine stages of the book as one chain in two rows (parts I-II, parts III-IV), one chapter highlighted."""
     w, gap, x0, h = 124, 18, 10, 60
     rows = {1: 34, 2: 166}  # y of each row of boxes
-    svg = Svg(x0 * 2 + 5 * w + 4 * gap + 20, 286, f"Roadmap of the book: chapter {chapter} highlighted")
+    svg = Svg(x0 * 2 + 5 * w + 4 * gap + 20, 286, f"Roadmap of the book: chapter {chapter} highlighted",
+              text_scale=1.0)
 
     def place(ch: int) -> tuple[float, float]:
         col = ch - 1 if ch <= 5 else ch - 6
@@ -114,13 +115,13 @@ def rope_rotation() -> str:
     svg.line(cx, cy + r + 15, cx, cy - r - 15, color=MUTED, width=1, arrow=False)
     svg.add(f'<circle cx="{cx}" cy="{cy}" r="{r}" fill="none" stroke="{PALETTE["dim"][1]}" stroke-width="1"/>')
     svg.text(cx + r + 10, cy + 18, "x₂ᵢ", 12, color=MUTED)
-    svg.text(cx + 20, cy - r - 8, "x₂ᵢ₊₁", 12, color=MUTED)
+    svg.text(cx + 22, cy + r + 8, "x₂ᵢ₊₁ ↑", 12, color=MUTED)
 
     def ray(angle_deg: float, color: str, label: str, length: float = r) -> None:
         a = math.radians(angle_deg)
         x, y = cx + length * math.cos(a), cy - length * math.sin(a)
         svg.line(cx, cy, x, y, color=color, width=2.5)
-        svg.text(x + 14 * math.cos(a), y - 14 * math.sin(a) + 4, label, 13, color=color, weight="bold")
+        svg.text(x + 30 * math.cos(a), y - 22 * math.sin(a) + 4, label, 13, color=color, weight="bold")
 
     q_deg, k_deg = 25, 95
     ray(q_deg, PALETTE["attn"][1], "q at m")
@@ -213,11 +214,11 @@ def sliding_window_tiles() -> str:
 def global_tokens() -> str:
     """Global tokens on top of the band: their rows and columns are full."""
     T, w, cell = 12, 2, 20
-    svg = Svg(620, 330, "Global tokens on a sliding window")
+    svg = Svg(640, 370, "Global tokens on a sliding window")
     x0, y0 = 60, 50
     _band_grid(svg, x0, y0, T, w, cell, globals_=(0, 7))
-    svg.text(x0 + T * cell / 2, y0 + T * cell + 26, f"T = {T}, w = {w}, global tokens at 0 ([CLS]) and 7", 12)
-    lx = 340
+    svg.text(x0 + T * cell / 2, y0 + T * cell + 36, f"T = {T}, w = {w}, global tokens at 0 ([CLS]) and 7", 12)
+    lx = 350
     items = [(PALETTE["attn"][1], "local: |i − j| ≤ w"),
              (PALETTE["ffn"][1], "global: row and column full"),
              (PALETTE["dim"][0], "not computed")]
@@ -320,30 +321,30 @@ def encoder_sparse_head() -> str:
     svg = Svg(1000, 300, "The DeepSeek-Mini encoder and its sparse MLM head")
     y = 110
     svg.box(10, y, 90, 56, "ids", "data", "(B, T)")
-    svg.box(130, y, 120, 56, "embed", "data", "V × C")
-    svg.line(100, y + 28, 128, y + 28)
+    svg.box(125, y, 110, 56, "embed", "data", "V × C")
+    svg.line(100, y + 28, 123, y + 28)
     for k in (2, 1, 0):
-        svg.rect(280 + 6 * k, y - 32 - 6 * k, 180, 120, "dim" if k else "plain")
-    svg.text(370, y - 12, "n_layers pre-norm blocks", 12, weight="bold")
-    svg.text(370, y + 10, "attention: global every", 11, color=MUTED)
-    svg.text(370, y + 25, "global_every layers,", 11, color=MUTED)
-    svg.text(370, y + 40, "sliding window elsewhere", 11, color=MUTED)
-    svg.text(370, y + 60, "FFN: MoE on moe_layers,", 11, color=MUTED)
-    svg.text(370, y + 75, "dense SwiGLU elsewhere", 11, color=MUTED)
-    svg.line(250, y + 28, 288, y + 28)
+        svg.rect(262 + 6 * k, y - 32 - 6 * k, 200, 120, "dim" if k else "plain")
+    svg.text(367, y - 12, "n_layers pre-norm blocks", 12, weight="bold")
+    svg.text(367, y + 10, "attention: global every", 11, color=MUTED)
+    svg.text(367, y + 25, "global_every layers,", 11, color=MUTED)
+    svg.text(367, y + 40, "sliding window elsewhere", 11, color=MUTED)
+    svg.text(367, y + 60, "FFN: MoE on moe_layers,", 11, color=MUTED)
+    svg.text(367, y + 75, "dense SwiGLU elsewhere", 11, color=MUTED)
+    svg.line(235, y + 28, 260, y + 28)
     svg.box(490, y, 100, 56, "RMSNorm", "norm", "(B, T, C)")
     svg.line(460, y + 28, 488, y + 28)
-    svg.box(620, y, 130, 56, "gather", "head", "labels ≠ −100")
-    svg.line(590, y + 28, 618, y + 28)
-    svg.box(780, y, 90, 56, "head", "head", "(N, C)→(N, V)")
-    svg.line(750, y + 28, 778, y + 28)
-    svg.box(895, y, 95, 56, "cross-", "head", "entropy")
-    svg.line(870, y + 28, 893, y + 28)
-    svg.path(f"M190,{y + 56} L190,{y + 120} L825,{y + 120} L825,{y + 58}", color=PALETTE["head"][1], dashed=True)
+    svg.box(615, y, 130, 56, "gather", "head", "labels ≠ −100")
+    svg.line(590, y + 28, 613, y + 28)
+    svg.box(770, y, 125, 56, "head", "head", "(N, C)→(N, V)")
+    svg.line(745, y + 28, 768, y + 28)
+    svg.box(915, y, 80, 56, "cross-", "head", "entropy")
+    svg.line(895, y + 28, 913, y + 28)
+    svg.path(f"M180,{y + 56} L180,{y + 120} L832,{y + 120} L832,{y + 58}", color=PALETTE["head"][1], dashed=True)
     svg.text(508, y + 138, "tied: the head's weight is the embedding matrix (one tensor)", 12,
              color=PALETTE["head"][1])
-    svg.text(685, y - 20, "only the N labelled", 11, color=MUTED)
-    svg.text(685, y - 6, "positions, not B·T", 11, color=MUTED)
+    svg.text(680, y - 20, "only the N labelled", 11, color=MUTED)
+    svg.text(680, y - 6, "positions, not B·T", 11, color=MUTED)
     svg.text(10, 24, "Positions enter only through RoPE inside attention: no position table.", 12, anchor="start",
              color=MUTED)
     svg.text(10, 42, "Without labels the head scores every position: logits (B, T, V).", 12, anchor="start",
@@ -369,7 +370,7 @@ def masking_80_10_10() -> str:
         svg.box(x, 160, w, 34, seen.get(i, word), kinds.get(i, "plain"), size=11 if chosen else 12)
         svg.box(x, 220, w, 34, word if chosen else "−100", "head" if chosen else "dim", size=12,
                 color=INK if chosen else MUTED)
-    bx = 830
+    bx = 822
     svg.text(bx + 50, 40, "of the selected", 12, weight="bold")
     for k, (share, label, kind, h) in enumerate(((80, "[MASK]", "mask", 160), (10, "random", "ffn", 20),
                                                 (10, "unchanged", "data", 20))):
@@ -428,14 +429,14 @@ def server_path() -> str:
     svg = Svg(1000, 290, "The server's request path")
     names = [("client", "JSON over HTTP", "plain"), ("limits", "max_body_bytes", "serve"),
              ("schema", "pydantic, limits", "serve"), ("queue", "/embed requests", "serve"),
-             ("batcher", "one worker, one batch", "serve"), ("model", "one forward pass", "attn")]
+             ("batcher", "one worker thread", "serve"), ("model", "one forward pass", "attn")]
     w, gap, x0, y0 = 142, 26, 10, 70
     for i, (name, sub, kind) in enumerate(names):
         x = x0 + i * (w + gap)
         svg.box(x, y0, w, 60, name, kind, sub, mono_sub=False, weight="bold")
         if i:
             svg.line(x - gap + 1, y0 + 30, x - 1, y0 + 30)
-    for i, (code, why) in ((1, ("413", "body too large")), (2, ("422", "one readable sentence"))):
+    for i, (code, why) in ((1, ("413", "body too large")), (2, ("422", "a readable reason"))):
         x = x0 + i * (w + gap)
         svg.line(x + w / 2, y0 + 60, x + w / 2, y0 + 98, color=PALETTE["mask"][1])
         svg.box(x, y0 + 100, w, 46, code, "mask", why, mono_sub=False, weight="bold")

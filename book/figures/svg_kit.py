@@ -11,6 +11,9 @@ from xml.sax.saxutils import escape
 FONT = "DejaVu Sans, Helvetica, Arial, sans-serif"
 MONO = "DejaVu Sans Mono, Menlo, Consolas, monospace"
 INK = "#1f2937"
+# The figures are drawn about 1000 px wide and shown at the book's column width (about 700 px): text is drawn
+# this much larger than its nominal size so that it still reads at about 10 px there.
+TEXT_SCALE = 1.18
 MUTED = "#6b7280"
 
 # (fill, stroke) per kind of thing, used the same way in every figure
@@ -37,8 +40,9 @@ def _num(v: float) -> str:
 class Svg:
     """An SVG document built element by element; `str(svg)` is the file."""
 
-    def __init__(self, width: float, height: float, title: str):
+    def __init__(self, width: float, height: float, title: str, text_scale: float = TEXT_SCALE):
         self.width, self.height, self.title = width, height, title
+        self.text_scale = text_scale  # 1.0 for a figure drawn at about the column's width
         self.parts: list[str] = []
 
     def add(self, element: str) -> None:
@@ -55,7 +59,7 @@ class Svg:
              weight: str = "normal", mono: bool = False, italic: bool = False) -> None:
         style = ' font-style="italic"' if italic else ""
         family = MONO if mono else FONT
-        self.add(f'<text x="{_num(x)}" y="{_num(y)}" font-family="{family}" font-size="{_num(size)}" '
+        self.add(f'<text x="{_num(x)}" y="{_num(y)}" font-family="{family}" font-size="{_num(size * self.text_scale)}" '
                  f'text-anchor="{anchor}" fill="{color}" font-weight="{weight}"{style}>{escape(s)}</text>')
 
     def box(self, x: float, y: float, w: float, h: float, label: str, kind: str = "plain", sub: str = "",
