@@ -210,6 +210,11 @@ def test_chapter_opens_with_its_roadmap_and_its_drawn_figures_load(browser, serv
             "() => Array.from(document.querySelectorAll('main a.reference.internal[href^=\"#fig-\"]'))"
             ".map(a => a.innerText)")
         assert refs and all(re.fullmatch(r"Figure \d+", r) for r in refs), f"figure references: {refs}"
+        referenced = set(page.evaluate(
+            "() => Array.from(document.querySelectorAll('main a.reference.internal[href^=\"#fig-\"]'))"
+            ".map(a => a.getAttribute('href').slice(1))"))
+        unreferenced = [f["id"] for f in drawn if f["id"] not in referenced]
+        assert not unreferenced, f"drawn figures the text never refers to: {unreferenced}"
         assert not errors, f"console errors: {errors}"
     finally:
         page.context.close()
