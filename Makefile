@@ -14,7 +14,7 @@ NBMAKE_TIMEOUT ?= 900
 PYTEST = $(PY) -m pytest
 ALLOW_EMPTY = rc=$$?; if [ $$rc -eq 5 ]; then echo "(no tests collected)"; rc=0; fi; exit $$rc
 
-.PHONY: install install-dev book book-ci test lint unit notebooks export export-check lab serve bench clean \
+.PHONY: install install-dev book book-ci figures test lint unit notebooks export export-check lab serve bench clean \
   gpu-check gpu-check-dry-run gpu-wheels
 
 $(PY):
@@ -41,12 +41,16 @@ export: install
 export-check: install
 	$(PY) -m dsmini_helpers.export --check
 
-book: install
+# The book's conceptual figures: SVG drawn by book/figures/make_figures.py (committed, so JupyterLab shows them too).
+figures: install
+	$(PY) book/figures/make_figures.py
+
+book: install figures
 	$(BIN)/jupyter-book build . --keep-going
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
 # The book as CI builds it: ci profile, offline, warnings are errors, its own output folder and cache.
-book-ci: install-dev
+book-ci: install-dev figures
 	DSMINI_PROFILE=ci HF_HUB_OFFLINE=1 DSMINI_DATA=offline $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/ci
 	@echo "The ci book: file://$(CURDIR)/_build/ci/_build/html/index.html"
 

@@ -172,3 +172,49 @@ def test_moving_a_slider_changes_the_picture(browser, server, stem):
         assert not errors, f"console errors: {errors}"
     finally:
         page.context.close()
+
+
+CHAPTER_PAGES = [p for p in PAGES if re.match(r"notebooks/\d\d_", p)]
+
+
+def _figures(page) -> list[dict]:
+    """Every figure of the page's main column: its id, image source, whether the image loaded, its caption."""
+    return page.evaluate(
+        "() => Array.from(document.querySelectorAll('main figure')).map(f => {"
+        " const img = f.querySelector('img'); const cap = f.querySelector('figcaption');"
+        " return {id: f.id, src: img ? img.getAttribute('src') : '',"
+        " loaded: !!img && img.complete && img.naturalWidth > 0, caption: cap ? cap.innerText : ''}; })")
+
+
+@pytest.mark.parametrize("page_path", CHAPTER_PAGES)
+def test_chapter_opens_with_its_roadmap_and_its_drawn_figures_load(browser, server, page_path):
+    chapter = re.search(r"notebooks/(\d\d)_", page_path).group(1)
+    page, errors, _ = open_page(browser, server, page_path)
+    try:
+        drawn = [f for f in _figures(page) if f["src"].endswith(".svg")]
+        assert drawn, "no drawn (SVG) figure on the page"
+        first = drawn[0]
+        assert first["id"] == f"fig-roadmap-{chapter}" and first["src"].endswith(f"roadmap_{chapter}.svg"), \
+            f"the first drawn figure is not this chapter's roadmap: {first}"
+        # the roadmap sits right after the title's first paragraph: before the second heading of the page
+        before_first_section = page.evaluate(
+            f"() => {{ const fig = document.getElementById('fig-roadmap-{chapter}');"
+            " const h2 = document.querySelector('main section section h2');"
+            " return !h2 || !!(fig.compareDocumentPosition(h2) & Node.DOCUMENT_POSITION_FOLLOWING); }")
+        assert before_first_section, "the roadmap is not at the start of the chapter"
+        not_loaded = [f["src"] for f in drawn if not f["loaded"]]
+        assert not not_loaded, f"drawn figures that did not load: {not_loaded}"
+        unnumbered = [f["id"] for f in drawn if not re.match(r"Figure \d+", f["caption"])]
+        assert not unnumbered, f"figures without a number in their caption: {unnumbered}"
+        refs = page.evaluate(
+            "() => Array.from(document.querySelectorAll('main a.reference.internal[href^=\"#fig-\"]'))"
+            ".map(a => a.innerText)")
+        assert refs and all(re.fullmatch(r"Figure \d+", r) for r in refs), f"figure references: {refs}"
+        referenced = set(page.evaluate(
+            "() => Array.from(document.querySelectorAll('main a.reference.internal[href^=\"#fig-\"]'))"
+            ".map(a => a.getAttribute('href').slice(1))"))
+        unreferenced = [f["id"] for f in drawn if f["id"] not in referenced]
+        assert not unreferenced, f"drawn figures the text never refers to: {unreferenced}"
+        assert not errors, f"console errors: {errors}"
+    finally:
+        page.context.close()
