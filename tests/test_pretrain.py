@@ -346,7 +346,7 @@ def test_nan_guard_stops_with_a_clear_message(tmp_path, monkeypatch, data):
         run(tiny(), tmp_path / "nan", data)
 
 
-def test_get_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch):
+def test_get_checkpoint_trains_once_then_reuses(private_store, monkeypatch):
     calls = []
     real_train = training.train
 
@@ -356,21 +356,19 @@ def test_get_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DSMINI_PROFILE", "ci")
     monkeypatch.setattr(runs, "train", counting_train)
-    monkeypatch.setattr(runs, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
-                                                        or tmp_path.joinpath(*parts)))
     first = runs.get_checkpoint()
     second = runs.get_checkpoint("ci")
-    assert first == second and first.parent == tmp_path / "checkpoints" / "ci" and len(calls) == 1
+    assert first == second and first.parent.parent == private_store / "checkpoints" and len(calls) == 1
+    assert first.parent.name.startswith("ci-default-") and runs.find_checkpoint("ci") == first
     model, tok, state = checkpoint.load_checkpoint(first)
     assert state["step"] == training.TrainConfig.for_profile("ci").max_steps
 
 
-def test_get_checkpoint_variant_trains_bert_only_masking_out_of_the_servers_way(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
-                                                        or tmp_path.joinpath(*parts)))
+def test_get_checkpoint_variant_trains_bert_only_masking_out_of_the_servers_way(private_store):
     path = runs.get_checkpoint("ci", "mask15")
-    assert path.parent == tmp_path / "runs" / "ci-mask15"
-    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("model.safetensors"))
+    assert path.parent.parent == private_store / "runs" and path.parent.name.startswith("ci-mask15-")
+    checkpoints = private_store / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.rglob("model.safetensors"))
     cfg = checkpoint.load_checkpoint(path)[2]["train_config"]
     assert cfg["mask_rate"] == 0.15 and cfg["variable_mix"] == 0.0
     with pytest.raises(ValueError, match="variant must be one of"):
