@@ -1,5 +1,6 @@
 """Chapter 7: masking objectives, the training loop, exact resume, and checkpoints that fail loudly and never pickle."""
 
+import dataclasses
 import json
 import math
 import pickle
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from dsmini_helpers import batches, checkpoint, evaluation, masking, optim, pretrain, runs
+from dsmini_helpers import batches, checkpoint, evaluation, masking, optim, pretrain, profiles, runs
 from dsmini_helpers import train as training
 
 V = 1000
@@ -123,7 +124,7 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         training.TrainConfig.from_dict({"learning_rate": 1e-3})
     with pytest.raises(ValueError, match="objective"):
-        training.TrainConfig(objective="clm")
+        training.TrainConfig.for_profile("ci", objective="clm")
 
 
 def test_lr_schedule():
@@ -398,6 +399,22 @@ def test_yaml_config(tmp_path):
     f.write_text("train:\n  max_step: 7\n")
     with pytest.raises(ValueError, match="max_step"):
         pretrain.config_from_yaml(f)
+    f.write_text("profile: ci\ntrian:\n  max_steps: 7\n")
+    with pytest.raises(ValueError, match="trian"):
+        pretrain.config_from_yaml(f)
+    f.write_text("profile: ci\nmodel:\n  d_modl: 64\n")
+    with pytest.raises(ValueError, match="d_modl"):
+        pretrain.config_from_yaml(f)
+
+
+def test_profiles_read_their_run_from_the_experiment_files_and_reject_unknown_keys():
+    for name in ("ci", "cpu", "gpu"):
+        cfg = training.TrainConfig.for_profile(name)
+        from_file, _ = pretrain.config_from_yaml(profiles.get_profile(name).experiment_path())
+        assert cfg.model == name and training.build_model(from_file).config == training.build_model(cfg).config
+        assert dataclasses.replace(from_file, model=name) == cfg
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        training.TrainConfig.for_profile("ci", ablation_steps=3)  # not silently dropped
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path, data):

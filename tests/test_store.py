@@ -50,12 +50,23 @@ def test_get_artefact_builds_once_and_records_its_inputs(tmp_path, monkeypatch):
     assert not cache.artefact_dir("toy", "broken").exists()  # a failed build leaves nothing behind
 
 
+def changed_run(**train):
+    """A replacement for Profile.experiment whose `train:` section has `train` changed."""
+    read = profiles.Profile.experiment
+
+    def experiment(profile):
+        found = read(profile)
+        return {**found, "train": {**found["train"], **train}}
+
+    return experiment
+
+
 def test_a_changed_config_code_or_tokenizer_gives_a_new_checkpoint_key(monkeypatch):
     kind, key, cfg = runs.run_artefact("ci")
     assert (kind, runs.run_artefact("ci")[1]) == ("checkpoints", key)  # stable
     assert runs.run_artefact("ci", "mask15")[:2] != (kind, key)
     with monkeypatch.context() as m:
-        m.setitem(profiles.SIZES["pretrain"]["ci"], "lr", cfg.lr * 2)
+        m.setattr(profiles.Profile, "experiment", changed_run(lr=cfg.lr * 2))
         assert runs.run_artefact("ci")[1] != key
     with monkeypatch.context() as m:
         m.setattr(runs, "code_version", lambda *modules: "another version of the code")
@@ -94,7 +105,7 @@ def test_another_tokenizer_gets_its_own_token_arrays(tmp_path, monkeypatch):
 def test_get_checkpoint_trains_again_when_the_config_changes(private_store, monkeypatch):
     first = runs.get_checkpoint("ci")
     with monkeypatch.context() as m:
-        m.setitem(profiles.SIZES["pretrain"]["ci"], "max_steps", 3)
+        m.setattr(profiles.Profile, "experiment", changed_run(max_steps=3))
         second = runs.get_checkpoint("ci")
     assert second != first and first.exists()  # a new run; the old one is neither returned nor touched
     assert runs.get_checkpoint("ci") == first
