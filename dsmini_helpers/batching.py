@@ -19,10 +19,11 @@ __all__ = [
     "embed_batch",
     "summarize_one",
     "served_row",
+    "predict_row",
 ]
 
 
-# notebooks/09_serving.ipynb, cell 2c75938b (chapter 9)
+# notebooks/09_serving.ipynb, cell d12fe9fc (chapter 9)
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,6 +37,7 @@ from dsmini_helpers.inference import (
     POOLING,
     Model,
     block_spans,
+    glue_masks,
     l2_normalize,
     lexrank,
     sample_tokens,
@@ -163,7 +165,7 @@ def finished(model: Model, run: Unmasking) -> dict[str, Any]:
     return {"text": model.decode(prompt + new), "completion": model.decode(new),
             "new_tokens": len(new), "steps": run.done}
 
-# notebooks/09_serving.ipynb, cell 1087fece (chapter 9)
+# notebooks/09_serving.ipynb, cell 5e5db874 (chapter 9)
 def predict_batch(served: Served, tickets: list[Ticket]) -> list[dict[str, Any]]:
     """/predict tickets (ids with [MASK]s, top_k) in one pass through the sparse head."""
     model = served.model
@@ -227,3 +229,10 @@ def served_row(served: Served, text: str) -> list[int]:
     """[CLS] text [SEP], the text as plain text, cut to fit the context."""
     model = served.model
     return [model.cls_id, *text_ids(served.literal, text)[: model.max_len - 2], model.sep_id]
+
+
+def predict_row(served: Served, text: str) -> list[int]:
+    """[CLS] text [SEP] with each "[MASK]" the mask token (spaced as chapter 8's fill_mask does)."""
+    model = served.model
+    glued = glue_masks(text, model.tokenizer)
+    return [model.cls_id, *marked_ids(served.literal, glued, model.mask_id), model.sep_id]

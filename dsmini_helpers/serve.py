@@ -30,7 +30,7 @@ __all__ = [
 ]
 
 
-# notebooks/09_serving.ipynb, cell 83440a42 (chapter 9)
+# notebooks/09_serving.ipynb, cell 0c9c46ad (chapter 9)
 import asyncio
 import os
 import time
@@ -49,14 +49,14 @@ from dsmini_helpers.batching import (
     embed_batch,
     generate_batch,
     literal_tokenizer,
-    marked_ids,
     predict_batch,
+    predict_row,
     served_row,
     summarize_one,
     text_ids,
 )
 from dsmini_helpers.cache import data_dir
-from dsmini_helpers.inference import Model, glue_masks, split_sentences
+from dsmini_helpers.inference import Model, split_sentences
 from dsmini_helpers.pretrain import latest_checkpoint
 from dsmini_helpers.profiles import get_profile
 from dsmini_helpers.schemas import (
@@ -175,7 +175,7 @@ def answer_of(ticket: Ticket) -> Any:
     except DeadlineExceeded as e:
         raise HTTPException(504, str(e)) from None
 
-# notebooks/09_serving.ipynb, cell b836f0aa (chapter 9)
+# notebooks/09_serving.ipynb, cell 49abda88 (chapter 9)
 def served_of(request: Request) -> Served:
     served = request.app.state.served
     if served is None:
@@ -200,8 +200,7 @@ async def predict(req: PredictRequest, request: Request, timeout: Timeout = None
     """Top-k candidates, with probabilities, for every [MASK] in the text."""
     served = served_of(request)
     model = served.model
-    text = glue_masks(req.text, model.tokenizer)
-    ids = [model.cls_id, *marked_ids(served.literal, text, model.mask_id), model.sep_id]
+    ids = predict_row(served, req.text)
     if len(ids) > model.max_len:
         raise HTTPException(422, f"the text is {len(ids)} tokens long; the model reads at "
                                  f"most {model.max_len}")

@@ -7,7 +7,7 @@ Exported from notebooks/09_serving.ipynb; each definition names its notebook cel
 __all__ = ["SlowClientTimeoutH11", "UVICORN_FLAGS", "free_port", "running_server"]
 
 
-# notebooks/09_serving.ipynb, cell e9389bda (chapter 9)
+# notebooks/09_serving.ipynb, cell bfee9f54 (chapter 9)
 import asyncio
 import contextlib
 import os
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import h11
+import httpx
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dsmini_helpers.server_runtime import log
@@ -96,15 +97,15 @@ def _die_with_parent() -> None:
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-# notebooks/09_serving.ipynb, cell 756f1440 (chapter 9)
+# notebooks/09_serving.ipynb, cell 760d4348 (chapter 9)
 @contextlib.contextmanager
 def running_server(checkpoint_dir: str | Path | None = None, host: str = "127.0.0.1",
                    port: int | None = None, timeout: float = 180.0,
-                   env: dict[str, str] | None = None) -> Iterator[str]:
+                   env: dict[str, str] | None = None,
+                   log_to: str | Path | None = None) -> Iterator[str]:
     """Run `uvicorn dsmini_helpers.api:app` (with UVICORN_FLAGS) in a subprocess; yield its URL
-    once it answers /health, stop it at the end. RuntimeError with its log if it dies."""
-    import httpx
-
+    once it answers /health, stop it at the end. RuntimeError with its log if it dies.
+    The server's log goes to `log_to` if given (else a temporary file)."""
     port = port or free_port(host)
     env = {**os.environ, **(env or {})}
     if checkpoint_dir is not None:
@@ -112,7 +113,7 @@ def running_server(checkpoint_dir: str | Path | None = None, host: str = "127.0.
     cmd = [sys.executable, "-m", "uvicorn", "dsmini_helpers.api:app", "--host", host,
            "--port", str(port), "--log-level", "warning", *UVICORN_FLAGS]
     url = f"http://{host}:{port}"
-    with tempfile.TemporaryFile() as log_file:
+    with open(log_to, "w+b") if log_to else tempfile.TemporaryFile() as log_file:
         proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                                 preexec_fn=_die_with_parent if sys.platform == "linux" else None)
 
