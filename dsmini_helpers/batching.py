@@ -72,7 +72,7 @@ def marked_ids(literal: Tokenizer, text: str, mask_id: int) -> list[int]:
         ids += [mask_id, *(text_ids(literal, piece) if piece else [])]
     return ids
 
-# notebooks/09_serving.ipynb, cell 91a7ca3e (chapter 9)
+# notebooks/09_serving.ipynb, cell 36361603 (chapter 9)
 @dataclass
 class Served:
     """The loaded model, the lock its forward passes take turns on, the literal tokenizer."""
@@ -95,12 +95,18 @@ def pad_right(rows: list[list[int]] | list[Tensor], pad_id: int,
 
 
 def step_plan(start: int, n_new: int, steps: int, block_length: int | None) -> list[tuple]:
-    """(block start, block end, tokens to commit) for each unmasking step, as chapter 8 plans them."""
+    """(block start, block end, tokens to commit, slots still masked) for each unmasking step,
+    as chapter 8 plans them. `step_plan(1, 4, 2, None) -> [(1, 5, 2, 4), (1, 5, 2, 2)]`."""
+    plan = []
     blocks = block_spans(start, n_new, block_length)
-    return [(b0, b1, k) for (b0, b1), n in zip(blocks, steps_per_block(steps, len(blocks)))
-            for k in transfer_schedule(b1 - b0, n)]
+    for (b0, b1), n in zip(blocks, steps_per_block(steps, len(blocks))):
+        masked = b1 - b0
+        for k in transfer_schedule(b1 - b0, n):
+            plan.append((b0, b1, k, masked))
+            masked -= k
+    return plan
 
-# notebooks/09_serving.ipynb, cell d1fc144f (chapter 9)
+# notebooks/09_serving.ipynb, cell 0b56bc26 (chapter 9)
 @dataclass(eq=False)
 class Unmasking:
     """One /generate request in flight: its ids (T,) and its plan of steps."""
@@ -122,19 +128,27 @@ class Unmasking:
         plan = step_plan(len(prompt_ids), n, req.steps or n, req.block_length)
         return cls(ids, len(prompt_ids), plan, req, gen)
 
+    def open_slots(self, mask_id: int) -> tuple[int, int, Tensor]:
+        """(block start, block end, (Lb,) True where the block is still masked): where the
+        next step needs logits. A committed slot never changes, so the head skips it."""
+        b0, b1, _, _ = self.plan[self.done]
+        return b0, b1, self.ids[b0:b1] == mask_id
+
     def step(self, logits: Tensor, mask_id: int) -> None:
-        """Commit this step's tokens from `logits` (Lb, V) of the current block (specials banned)."""
-        b0, b1, k = self.plan[self.done]
-        req = self.request
-        tokens, conf = sample_tokens(logits, req.temperature, req.top_k, self.generator)  # (Lb,)
+        """Commit this step's tokens from `logits` (m, V) of the m open slots (specials banned)."""
+        b0, b1, still = self.open_slots(mask_id)
+        req, k = self.request, self.plan[self.done][2]
+        tokens, conf = sample_tokens(logits, req.temperature, req.top_k, self.generator)  # (m,)
         if req.remasking == "random":
             conf = torch.rand(conf.shape, generator=self.generator, device=conf.device)
-        still = self.ids[b0:b1] == mask_id  # (Lb,) slots not yet committed
-        chosen = conf.masked_fill(~still, float("-inf")).topk(k).indices  # (k,)
+        conf = torch.full(still.shape, float("-inf"), device=conf.device).masked_scatter(
+            still, conf)  # (Lb,) committed slots never chosen again
+        tokens = self.ids[b0:b1].masked_scatter(still, tokens)  # (Lb,)
+        chosen = conf.topk(k).indices  # (k,) the k most confident open slots
         self.ids[b0 + chosen] = tokens[chosen]
         self.done += 1
 
-# notebooks/09_serving.ipynb, cell 45804f41 (chapter 9)
+# notebooks/09_serving.ipynb, cell 5e7403b8 (chapter 9)
 def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
     """Run the /generate tickets together: one forward pass per step for all live rows."""
     model = served.model
@@ -143,15 +157,16 @@ def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
     live = list(range(len(runs)))
     while live := [i for i in live if not tickets[i].expired()]:  # the gone stop here
         ids, mask = pad_right([runs[i].ids for i in live], model.pad_id, model.device)
-        where = torch.zeros_like(mask)  # (B, T) the positions of each row's current block
-        blocks = [runs[i].plan[runs[i].done][:2] for i in live]
-        for row, (b0, b1) in enumerate(blocks):
-            where[row, b0:b1] = True
-        labels = ids.masked_fill(~where, -100)  # the sparse head: logits at the block only
+        where = torch.zeros_like(mask)  # (B, T) each row's open slots in its current block
+        for row, i in enumerate(live):
+            b0, b1, still = runs[i].open_slots(model.mask_id)
+            where[row, b0:b1] = still
+        labels = ids.masked_fill(~where, -100)  # the sparse head: logits at open slots only
         with served.lock, torch.inference_mode():
             logits = model.net(ids, attention_mask=mask, labels=labels).logits.float()  # (N, V)
         logits = logits.index_fill(-1, banned, float("-inf"))
-        for i, rows in zip(live, logits.split([b1 - b0 for b0, b1 in blocks])):
+        open_counts = [runs[i].plan[runs[i].done][3] for i in live]  # known: no device sync
+        for i, rows in zip(live, logits.split(open_counts)):
             runs[i].step(rows, model.mask_id)
         live = [i for i in live if runs[i].done < len(runs[i].plan)]
     return [finished(model, run) if run.done == len(run.plan)

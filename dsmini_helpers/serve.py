@@ -30,9 +30,10 @@ __all__ = [
 ]
 
 
-# notebooks/09_serving.ipynb, cell 0c9c46ad (chapter 9)
+# notebooks/09_serving.ipynb, cell a46e4238 (chapter 9)
 import asyncio
 import os
+import sys
 import time
 from contextlib import asynccontextmanager
 from functools import partial
@@ -259,7 +260,7 @@ ENDPOINTS = [  # path, function, response model
     ("/generate", generate, GenerateResponse), ("/predict", predict, PredictResponse),
     ("/embed", embed, EmbedResponse), ("/summarize", summarize, SummarizeResponse)]
 
-# notebooks/09_serving.ipynb, cell 60737882 (chapter 9)
+# notebooks/09_serving.ipynb, cell 48e0740e (chapter 9)
 def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
     """The FastAPI app; the model loads at start-up (503s without one, or no start at all
     with DSMINI_REQUIRE_MODEL=1)."""
@@ -270,6 +271,7 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
         threads = os.environ.get("DSMINI_TORCH_THREADS", "").strip()
         if threads.isdigit() and int(threads) > 0:  # 1 on a small CPU: one core for HTTP
             torch.set_num_threads(int(threads))
+        sys.setswitchinterval(0.001)  # the event loop waits at most ~1 ms for the GIL, not 5
         model, why = await asyncio.to_thread(load_model, checkpoint_dir)
         if model is None:
             log.error("NO MODEL: %s", why)
