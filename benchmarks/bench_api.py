@@ -25,9 +25,11 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import platform
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -183,6 +185,16 @@ def mixed_plans(n: int, text: str, masked: str, deadline_s: float, new_tokens: i
     return [kinds[(i * 100) // n] for i in range(n)]
 
 
+def before_server(ref: str) -> tuple[str, dict, str]:
+    """(name, env, app) for the server of `git show <ref>:dsmini_helpers/api.py`, run from a temporary folder."""
+    source = subprocess.run(["git", "show", f"{ref}:dsmini_helpers/api.py"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout
+    folder = Path(tempfile.mkdtemp(prefix="dsmini-before-"))
+    (folder / "dsmini_before_api.py").write_text(source, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(folder), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return f"before ({ref[:7]})", {"PYTHONPATH": path}, "dsmini_before_api:app"
+
+
 def make_inputs(checkpoint: Path, n_tokens: int = 48) -> tuple[str, str]:
     """A validation-corpus text of `n_tokens` tokens, and the same with its middle token as [MASK]."""
     from dsmini_helpers.data import load_texts
@@ -201,10 +213,10 @@ def make_inputs(checkpoint: Path, n_tokens: int = 48) -> tuple[str, str]:
 
 def print_table(rows: list[dict]) -> None:
     print("latency of answered requests (ms), answers per second, and how many got 429 / 504 / errors")
-    print(f"{'case':18s} {'server':13s} {'endpoint':10s} {'clients':>7s} {'requests':>8s} {'p50 ms':>7s} "
+    print(f"{'case':18s} {'server':17s} {'endpoint':10s} {'clients':>7s} {'requests':>8s} {'p50 ms':>7s} "
           f"{'p95 ms':>7s} {'p99 ms':>7s} {'req/s':>7s} {'429':>5s} {'429 p99':>7s} {'504':>4s} {'errors':>6s}")
     for r in rows:
-        print(f"{r['case']:18s} {r['server']:13s} {r['endpoint']:10s} {r['clients']:7d} {r['requests']:8d} "
+        print(f"{r['case']:18s} {r['server']:17s} {r['endpoint']:10s} {r['clients']:7d} {r['requests']:8d} "
               f"{r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} {r['req_per_s']:7.1f} "
               f"{r['status_429']:5d} {r['p99_429_ms']:7.1f} {r['status_504']:4d} {r['errors']:6d}")
 
@@ -216,6 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="checkpoint folder (default: chapter 7's `ci` checkpoint)")
     parser.add_argument("--clients", type=int, default=None, help="mixed clients (default 100; 20 with --quick)")
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per case (default 15)")
+    parser.add_argument("--before-ref", help="also run /generate with 8 clients on chapter 9's server as of this git "
+                                             "commit (its dsmini_helpers/api.py), e.g. the commit before issue 18")
     parser.add_argument("--probe", metavar="URL", help=argparse.SUPPRESS)  # the /health probers' process
     parser.add_argument("--probe-clients", type=int, default=15, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -240,9 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     generate = ("POST", "/generate", {"prompt": text[:60], "max_new_tokens": new_tokens}, {}, 0.0)
     embed = ("POST", "/embed", {"texts": [text]}, {}, 0.0)
     rows = []
-    servers = [("batching on", {}), ("batching off", {"DSMINI_MAX_BATCH_ITEMS": "1"})]
-    for server, env in servers:
-        with running_server(checkpoint, env={"DSMINI_TORCH_THREADS": "1", **env}) as url:
+    servers = [("batching on", {}, "dsmini_helpers.api:app"),
+               ("batching off", {"DSMINI_MAX_BATCH_ITEMS": "1"}, "dsmini_helpers.api:app")]
+    if args.before_ref:
+        servers.append(before_server(args.before_ref))
+    for server, env, app in servers:
+        with running_server(checkpoint, env={"DSMINI_TORCH_THREADS": "1", **env}, app=app) as url:
             plans = [("/generate", generate)] + ([("/embed", embed)] if server == "batching on" else [])
             for endpoint, plan in plans:
                 calls = run_clients(url, [plan] * 8, seconds, warmup)
@@ -273,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     3),
         "generate_batched_over_unbatched_req_per_s": round(on["req_per_s"] / off["req_per_s"], 3),
     }
+    if args.before_ref:
+        before = find("8 clients", f"before ({args.before_ref[:7]})", "/generate")
+        ratios["generate_batched_over_before_req_per_s"] = round(on["req_per_s"] / before["req_per_s"], 3)
     errors = sum(r["errors"] for r in rows)
     print(f"errors: {errors} | accepted mixed requests: {accepted}, answered after deadline + "
           f"{DEADLINE_SLACK_S * 1000:.0f} ms: {over} | 429s: {sum(r['status_429'] for r in mixed_rows)}")

@@ -10,6 +10,7 @@ __all__ = [
     "marked_ids",
     "Served",
     "pad_right",
+    "head_logits",
     "step_plan",
     "Unmasking",
     "generate_batch",
@@ -72,7 +73,7 @@ def marked_ids(literal: Tokenizer, text: str, mask_id: int) -> list[int]:
         ids += [mask_id, *(text_ids(literal, piece) if piece else [])]
     return ids
 
-# notebooks/09_serving.ipynb, cell 36361603 (chapter 9)
+# notebooks/09_serving.ipynb, cell 1099c21e (chapter 9)
 @dataclass
 class Served:
     """The loaded model, the lock its forward passes take turns on, the literal tokenizer."""
@@ -92,6 +93,14 @@ def pad_right(rows: list[list[int]] | list[Tensor], pad_id: int,
     mask = torch.arange(T, device=device)[None, :] < torch.tensor(
         [len(r) for r in rows], device=device)[:, None]  # (B, T)
     return ids, mask
+
+
+def head_logits(served: Served, ids: Tensor, mask: Tensor, where: Tensor) -> Tensor:
+    """MLM logits (N, V) at the N positions where `where` (B, T) is True, in row-major order:
+    the encoder on every position, the vocabulary head only where asked (no loss computed)."""
+    with served.lock, torch.inference_mode():
+        hidden = served.model.net.encode(ids, mask)  # (B, T, C)
+        return served.model.net.head(hidden[where])  # (N, V)
 
 
 def step_plan(start: int, n_new: int, steps: int, block_length: int | None) -> list[tuple]:
@@ -148,7 +157,7 @@ class Unmasking:
         self.ids[b0 + chosen] = tokens[chosen]
         self.done += 1
 
-# notebooks/09_serving.ipynb, cell 5e7403b8 (chapter 9)
+# notebooks/09_serving.ipynb, cell b1b0f9db (chapter 9)
 def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
     """Run the /generate tickets together: one forward pass per step for all live rows."""
     model = served.model
@@ -161,9 +170,7 @@ def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
         for row, i in enumerate(live):
             b0, b1, still = runs[i].open_slots(model.mask_id)
             where[row, b0:b1] = still
-        labels = ids.masked_fill(~where, -100)  # the sparse head: logits at open slots only
-        with served.lock, torch.inference_mode():
-            logits = model.net(ids, attention_mask=mask, labels=labels).logits.float()  # (N, V)
+        logits = head_logits(served, ids, mask, where).float()  # (N, V), N = open slots
         logits = logits.index_fill(-1, banned, float("-inf"))
         open_counts = [runs[i].plan[runs[i].done][3] for i in live]  # known: no device sync
         for i, rows in zip(live, logits.split(open_counts)):
@@ -180,15 +187,13 @@ def finished(model: Model, run: Unmasking) -> dict[str, Any]:
     return {"text": model.decode(prompt + new), "completion": model.decode(new),
             "new_tokens": len(new), "steps": run.done}
 
-# notebooks/09_serving.ipynb, cell 5e5db874 (chapter 9)
+# notebooks/09_serving.ipynb, cell 5f90c6b8 (chapter 9)
 def predict_batch(served: Served, tickets: list[Ticket]) -> list[dict[str, Any]]:
     """/predict tickets (ids with [MASK]s, top_k) in one pass through the sparse head."""
     model = served.model
     ids, mask = pad_right([ids for ids, _ in (t.item for t in tickets)], model.pad_id,
                           model.device)  # (B, T)
-    labels = ids.masked_fill(ids != model.mask_id, -100)
-    with served.lock, torch.inference_mode():
-        logits = model.net(ids, attention_mask=mask, labels=labels).logits.cpu()  # (N, V)
+    logits = head_logits(served, ids, mask, ids == model.mask_id).cpu()  # (N, V)
     counts = [row.count(model.mask_id) for row, _ in (t.item for t in tickets)]
     answers = []
     for (row, top_k), rows in zip((t.item for t in tickets), logits.split(counts)):

@@ -97,20 +97,20 @@ def _die_with_parent() -> None:
 
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
-# notebooks/09_serving.ipynb, cell 760d4348 (chapter 9)
+# notebooks/09_serving.ipynb, cell 0623489a (chapter 9)
 @contextlib.contextmanager
 def running_server(checkpoint_dir: str | Path | None = None, host: str = "127.0.0.1",
                    port: int | None = None, timeout: float = 180.0,
-                   env: dict[str, str] | None = None,
-                   log_to: str | Path | None = None) -> Iterator[str]:
-    """Run `uvicorn dsmini_helpers.api:app` (with UVICORN_FLAGS) in a subprocess; yield its URL
-    once it answers /health, stop it at the end. RuntimeError with its log if it dies.
-    The server's log goes to `log_to` if given (else a temporary file)."""
+                   env: dict[str, str] | None = None, log_to: str | Path | None = None,
+                   app: str = "dsmini_helpers.api:app") -> Iterator[str]:
+    """Run `uvicorn <app>` (with UVICORN_FLAGS) in a subprocess; yield its URL once it answers
+    /health, stop it at the end. RuntimeError with its log if it dies. The server's log goes
+    to `log_to` if given (else a temporary file)."""
     port = port or free_port(host)
     env = {**os.environ, **(env or {})}
     if checkpoint_dir is not None:
         env["DSMINI_CHECKPOINT"] = str(checkpoint_dir)
-    cmd = [sys.executable, "-m", "uvicorn", "dsmini_helpers.api:app", "--host", host,
+    cmd = [sys.executable, "-m", "uvicorn", app, "--host", host,
            "--port", str(port), "--log-level", "warning", *UVICORN_FLAGS]
     url = f"http://{host}:{port}"
     with open(log_to, "w+b") if log_to else tempfile.TemporaryFile() as log_file:

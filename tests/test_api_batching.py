@@ -201,19 +201,19 @@ def test_generation_stops_at_the_next_step_when_its_ticket_is_cancelled(served):
     steps_seen = []
     item = gen_item(served, "Once", max_new_tokens=32, steps=32)
     doomed, fine = ticket(item), ticket(gen_item(served, "Twice", max_new_tokens=4))
-    original = served.model.net.forward
+    original = served.model.net.encode
 
-    def counting_forward(*args, **kwargs):  # cancel the first ticket after its third forward pass
+    def counting_encode(*args, **kwargs):  # cancel the first ticket after its third forward pass
         steps_seen.append(1)
         if len(steps_seen) == 3:
             doomed.cancelled.set()
         return original(*args, **kwargs)
 
-    served.model.net.forward = counting_forward
+    served.model.net.encode = counting_encode
     try:
         results = generate_batch(served, [doomed, fine])
     finally:
-        del served.model.net.forward
+        del served.model.net.encode
     assert isinstance(results[0], DeadlineExceeded) and results[1]["new_tokens"] == 4
     assert len(steps_seen) == 4  # 3 passes shared, then the 4th for `fine` alone, then nothing more
 
