@@ -14,10 +14,14 @@ __all__ = [
     "serve_lane",
     "run_isolated",
     "stop_lane",
+    "Timeout",
+    "admit",
+    "client_gone",
+    "answer_of",
 ]
 
 
-# notebooks/09_serving.ipynb, cell 1dc57227 (chapter 9)
+# notebooks/09_serving.ipynb, cell 6ffa9bee (chapter 9)
 import asyncio
 import collections
 import concurrent.futures
@@ -26,7 +30,9 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
+
+from fastapi import Header, HTTPException, Request
 
 # notebooks/09_serving.ipynb, cell f309cd35 (chapter 9)
 class Overloaded(Exception):
@@ -47,13 +53,16 @@ class DeadlineExceeded(TimeoutError):
 
 @dataclass(eq=False)
 class Ticket:
-    """One accepted request: input, cost in tokens, deadline (time.monotonic()), its answer."""
+    """One accepted request: input, cost in tokens, deadline (time.monotonic()), its
+    answer."""
 
     item: Any
     cost: int
     deadline: float
     future: asyncio.Future | None = None  # None when a runner is called directly
-    cancelled: threading.Event = field(default_factory=threading.Event)  # read by the worker
+    cancelled: threading.Event = field(
+        default_factory=threading.Event
+    )  # read by the worker
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -72,18 +81,34 @@ class Lane:
     ticket). A batch holds at most `max_items` tickets and `max_tokens` tokens of cost.
     """
 
-    def __init__(self, name: str, run_batch: Callable[[list[Ticket]], list[Any]], *,
-                 max_queue: int, max_items: int, max_tokens: int, deadline_s: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        run_batch: Callable[[list[Ticket]], list[Any]],
+        *,
+        max_queue: int,
+        max_items: int,
+        max_tokens: int,
+        deadline_s: float,
+    ) -> None:
         if min(max_queue, max_items, max_tokens) < 1 or deadline_s <= 0:
-            raise ValueError("max_queue, max_items, max_tokens and deadline_s must be positive")
+            raise ValueError(
+                "max_queue, max_items, max_tokens and deadline_s must be positive"
+            )
         self.name, self.run_batch = name, run_batch
-        self.max_queue, self.max_items, self.max_tokens = max_queue, max_items, max_tokens
+        self.max_queue, self.max_items, self.max_tokens = (
+            max_queue,
+            max_items,
+            max_tokens,
+        )
         self.deadline_s = deadline_s
         self.waiting: collections.deque[Ticket] = collections.deque()
         self.running: list[Ticket] = []
         self.stats: collections.Counter[str] = collections.Counter()
         self.batch_sizes: collections.Counter[int] = collections.Counter()
-        self.batch_seconds = 0.05  # running average of one batch's time (for Retry-After)
+        self.batch_seconds = (
+            0.05  # running average of one batch's time (for Retry-After)
+        )
         self.worker: asyncio.Task | None = None  # these three are set by start_lane
         self.wake: asyncio.Event | None = None
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -97,20 +122,24 @@ class Lane:
         return max(1, math.ceil(self.batch_seconds * batches))
 
     def submit(self, item: Any, cost: int, deadline: float) -> Ticket:
-        """Queue `item` and return its ticket, or raise Overloaded at once if the queue is full."""
+        """Queue `item` and return its ticket, or raise Overloaded at once if the queue
+        is full."""
         if self.worker is None:
             raise LaneStopped(f"the {self.name} worker is not running")
         if not self.has_room():
             self.stats["rejected"] += 1
             raise Overloaded(self.name, self.retry_after())
-        ticket = Ticket(item, cost, deadline, asyncio.get_running_loop().create_future())
+        ticket = Ticket(
+            item, cost, deadline, asyncio.get_running_loop().create_future()
+        )
         self.waiting.append(ticket)
         self.stats["accepted"] += 1
         self.wake.set()
         return ticket
 
     def next_batch(self) -> list[Ticket]:
-        """Tickets from the front of the queue that fit in one batch; expired ones dropped."""
+        """Tickets from the front of the queue that fit in one batch; expired ones
+        dropped."""
         batch, tokens = [], 0
         while self.waiting and len(batch) < self.max_items:
             ticket = self.waiting[0]
@@ -128,7 +157,9 @@ class Lane:
 async def start_lane(lane: Lane) -> None:
     """Start the lane's worker on the running event loop (from the app's lifespan)."""
     lane.wake = asyncio.Event()
-    lane.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"dsmini-{lane.name}")
+    lane.pool = concurrent.futures.ThreadPoolExecutor(
+        1, thread_name_prefix=f"dsmini-{lane.name}"
+    )
     lane.worker = asyncio.create_task(serve_lane(lane))
 
 
@@ -139,9 +170,13 @@ async def serve_lane(lane: Lane) -> None:
         lane.wake.clear()
         while batch := lane.next_batch():
             lane.running, t0 = batch, time.perf_counter()
-            results = await loop.run_in_executor(lane.pool, run_isolated, lane.run_batch, batch)
+            results = await loop.run_in_executor(
+                lane.pool, run_isolated, lane.run_batch, batch
+            )
             lane.running = []
-            lane.batch_seconds = 0.8 * lane.batch_seconds + 0.2 * (time.perf_counter() - t0)
+            lane.batch_seconds = 0.8 * lane.batch_seconds + 0.2 * (
+                time.perf_counter() - t0
+            )
             lane.batch_sizes[len(batch)] += 1
             for ticket, result in zip(batch, results):
                 if ticket.future.done():  # cancelled while running
@@ -151,13 +186,16 @@ async def serve_lane(lane: Lane) -> None:
                 else:
                     ticket.future.set_result(result)
 
-
+# notebooks/09_serving.ipynb, cell 928b73b4 (chapter 9)
 def run_isolated(run_batch: Callable, batch: list[Ticket]) -> list[Any]:
-    """run_batch(batch); if it raises, each ticket alone, so an error reaches only its own."""
+    """run_batch(batch); if it raises, each ticket alone, so an error reaches only its
+    own."""
     try:
         results = list(run_batch(batch))
         if len(results) != len(batch):
-            raise RuntimeError(f"run_batch returned {len(results)} results for {len(batch)}")
+            raise RuntimeError(
+                f"run_batch returned {len(results)} results for {len(batch)}"
+            )
         return results
     except Exception as e:
         if len(batch) == 1:
@@ -166,7 +204,8 @@ def run_isolated(run_batch: Callable, batch: list[Ticket]) -> list[Any]:
 
 
 async def stop_lane(lane: Lane) -> None:
-    """Stop the worker: waiting tickets get LaneStopped, a running generation stops early."""
+    """Stop the worker: waiting tickets get LaneStopped, a running generation stops
+    early."""
     if lane.worker is None:
         return
     for ticket in lane.running:
@@ -178,4 +217,72 @@ async def stop_lane(lane: Lane) -> None:
         if not ticket.future.done():
             ticket.future.set_exception(LaneStopped("the server is shutting down"))
     lane.waiting.clear()
-    await asyncio.to_thread(lane.pool.shutdown, True)  # the batch in flight ends off the loop
+    await asyncio.to_thread(
+        lane.pool.shutdown, True
+    )  # the batch in flight ends off the loop
+
+# notebooks/09_serving.ipynb, cell 91eee4f4 (chapter 9)
+Timeout = Annotated[
+    float | None,
+    Header(
+        alias="X-Request-Timeout",
+        gt=0,
+        le=60,
+        description=(
+            "Seconds this client will wait; "
+            "shorter than the endpoint's default deadline."
+        ),
+    ),
+]
+
+# notebooks/09_serving.ipynb, cell 4a9b26c6 (chapter 9)
+async def admit(
+    request: Request, lane_name: str, item: Any, cost: int, timeout: float | None
+) -> Any:
+    """Queue `item` on its lane and wait for the answer, the client leaving, or the
+    deadline."""
+    lane: Lane = request.app.state.lanes.get(lane_name)
+    if request.app.state.served is None or lane is None:
+        raise HTTPException(503, "no model is loaded; the server's log says why")
+    budget = min(timeout or lane.deadline_s, lane.deadline_s)
+    try:
+        ticket = lane.submit(item, cost, time.monotonic() + budget)
+    except Overloaded as e:
+        raise HTTPException(
+            429, str(e), headers={"Retry-After": str(e.retry_after_s)}
+        ) from None
+    except LaneStopped:
+        raise HTTPException(503, "the server is not serving right now; retry") from None
+    gone = asyncio.ensure_future(client_gone(request))
+    try:
+        await asyncio.wait(
+            {ticket.future, gone}, timeout=budget, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        gone.cancel()
+    if not ticket.future.done():
+        ticket.cancel()  # the worker drops it, or stops its generation at the next step
+        lane.stats[
+            "disconnected" if gone.done() and not gone.cancelled() else "deadline"
+        ] += 1
+        raise HTTPException(504, f"no answer within the {budget:g} s deadline")
+    return answer_of(ticket)
+
+
+async def client_gone(request: Request) -> None:
+    """Return when the client disconnects (the next ASGI message after the body)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+# notebooks/09_serving.ipynb, cell 6f2916af (chapter 9)
+def answer_of(ticket: Ticket) -> Any:
+    """The ticket's result; the model's ValueError (e.g. too long) is the client's to
+    fix: 422."""
+    try:
+        return ticket.future.result()
+    except ValueError as e:
+        raise HTTPException(422, str(e)) from None
+    except LaneStopped:
+        raise HTTPException(503, "the server is shutting down; retry") from None
+    except DeadlineExceeded as e:
+        raise HTTPException(504, str(e)) from None

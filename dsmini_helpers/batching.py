@@ -52,7 +52,8 @@ from dsmini_helpers.schemas import GenerateRequest
 
 # notebooks/09_serving.ipynb, cell f020f5bb (chapter 9)
 def literal_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
-    """A copy of `tokenizer` that reads "[PAD]", "[MASK]", ... in text as plain characters."""
+    """A copy of `tokenizer` that reads "[PAD]", "[MASK]", ... in text as plain
+    characters."""
     copy = Tokenizer.from_str(tokenizer.to_str())
     copy.encode_special_tokens = True
     copy.no_padding()
@@ -66,7 +67,8 @@ def text_ids(literal: Tokenizer, text: str) -> list[int]:
 
 
 def marked_ids(literal: Tokenizer, text: str, mask_id: int) -> list[int]:
-    """The ids of `text` with every "[MASK]" made the real mask token (and nothing else special)."""
+    """The ids of `text` with every "[MASK]" made the real mask token (and nothing else
+    special)."""
     pieces = text.split("[MASK]")
     ids = text_ids(literal, pieces[0]) if pieces[0] else []
     for piece in pieces[1:]:
@@ -76,36 +78,47 @@ def marked_ids(literal: Tokenizer, text: str, mask_id: int) -> list[int]:
 # notebooks/09_serving.ipynb, cell 1099c21e (chapter 9)
 @dataclass
 class Served:
-    """The loaded model, the lock its forward passes take turns on, the literal tokenizer."""
+    """The loaded model, the lock its forward passes take turns on, the literal
+    tokenizer."""
 
     model: Model
     literal: Tokenizer
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def pad_right(rows: list[list[int]] | list[Tensor], pad_id: int,
-              device: torch.device) -> tuple[Tensor, Tensor]:
-    """Rows of ids, right-padded to one length: ids (B, T) and attention mask (B, T), True = keep."""
+def pad_right(
+    rows: list[list[int]] | list[Tensor], pad_id: int, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    """Rows of ids, right-padded to one length: ids (B, T) and attention mask (B, T),
+    True = keep."""
     T = max(len(r) for r in rows)
     ids = torch.full((len(rows), T), pad_id, dtype=torch.long, device=device)
     for i, r in enumerate(rows):
         ids[i, : len(r)] = torch.as_tensor(r, device=device)
-    mask = torch.arange(T, device=device)[None, :] < torch.tensor(
-        [len(r) for r in rows], device=device)[:, None]  # (B, T)
+    mask = (
+        torch.arange(T, device=device)[None, :]
+        < torch.tensor([len(r) for r in rows], device=device)[:, None]
+    )  # (B, T)
     return ids, mask
 
 
 def head_logits(served: Served, ids: Tensor, mask: Tensor, where: Tensor) -> Tensor:
-    """MLM logits (N, V) at the N positions where `where` (B, T) is True, in row-major order:
-    the encoder on every position, the vocabulary head only where asked (no loss computed)."""
+    """MLM logits (N, V) at the N positions where `where` (B, T) is True, in row-major
+    order:
+    the encoder on every position, the vocabulary head only where asked (no loss
+    computed)."""
     with served.lock, torch.inference_mode():
         hidden = served.model.net.encode(ids, mask)  # (B, T, C)
         return served.model.net.head(hidden[where])  # (N, V)
 
-
-def step_plan(start: int, n_new: int, steps: int, block_length: int | None) -> list[tuple]:
-    """(block start, block end, tokens to commit, slots still masked) for each unmasking step,
-    as chapter 8 plans them. `step_plan(1, 4, 2, None) -> [(1, 5, 2, 4), (1, 5, 2, 2)]`."""
+# notebooks/09_serving.ipynb, cell b6ba9e56 (chapter 9)
+def step_plan(
+    start: int, n_new: int, steps: int, block_length: int | None
+) -> list[tuple]:
+    """(block start, block end, tokens to commit, slots still masked) for each
+    unmasking step,
+    as chapter 8 plans them. `step_plan(1, 4, 2, None) -> [(1, 5, 2, 4), (1, 5, 2,
+    2)]`."""
     plan = []
     blocks = block_spans(start, n_new, block_length)
     for (b0, b1), n in zip(blocks, steps_per_block(steps, len(blocks))):
@@ -128,9 +141,13 @@ class Unmasking:
     done: int = 0  # steps taken
 
     @classmethod
-    def begin(cls, model: Model, prompt_ids: list[int], req: GenerateRequest) -> "Unmasking":
+    def begin(
+        cls, model: Model, prompt_ids: list[int], req: GenerateRequest
+    ) -> "Unmasking":
         n = req.max_new_tokens
-        ids = torch.tensor([*prompt_ids, *[model.mask_id] * n, model.sep_id], device=model.device)
+        ids = torch.tensor(
+            [*prompt_ids, *[model.mask_id] * n, model.sep_id], device=model.device
+        )
         gen = None
         if req.seed is not None:
             gen = torch.Generator(device=model.device).manual_seed(req.seed)
@@ -138,20 +155,25 @@ class Unmasking:
         return cls(ids, len(prompt_ids), plan, req, gen)
 
     def open_slots(self, mask_id: int) -> tuple[int, int, Tensor]:
-        """(block start, block end, (Lb,) True where the block is still masked): where the
+        """(block start, block end, (Lb,) True where the block is still masked): where
+        the
         next step needs logits. A committed slot never changes, so the head skips it."""
         b0, b1, _, _ = self.plan[self.done]
         return b0, b1, self.ids[b0:b1] == mask_id
 
     def step(self, logits: Tensor, mask_id: int) -> None:
-        """Commit this step's tokens from `logits` (m, V) of the m open slots (specials banned)."""
+        """Commit this step's tokens from `logits` (m, V) of the m open slots (specials
+        banned)."""
         b0, b1, still = self.open_slots(mask_id)
         req, k = self.request, self.plan[self.done][2]
-        tokens, conf = sample_tokens(logits, req.temperature, req.top_k, self.generator)  # (m,)
+        tokens, conf = sample_tokens(
+            logits, req.temperature, req.top_k, self.generator
+        )  # (m,)
         if req.remasking == "random":
             conf = torch.rand(conf.shape, generator=self.generator, device=conf.device)
-        conf = torch.full(still.shape, float("-inf"), device=conf.device).masked_scatter(
-            still, conf)  # (Lb,) committed slots never chosen again
+        conf = torch.full(
+            still.shape, float("-inf"), device=conf.device
+        ).masked_scatter(still, conf)  # (Lb,) committed slots never chosen again
         tokens = self.ids[b0:b1].masked_scatter(still, tokens)  # (Lb,)
         chosen = conf.topk(k).indices  # (k,) the k most confident open slots
         self.ids[b0 + chosen] = tokens[chosen]
@@ -159,74 +181,101 @@ class Unmasking:
 
 # notebooks/09_serving.ipynb, cell b1b0f9db (chapter 9)
 def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
-    """Run the /generate tickets together: one forward pass per step for all live rows."""
+    """Run the /generate tickets together: one forward pass per step for all live
+    rows."""
     model = served.model
     runs = [Unmasking.begin(model, *t.item) for t in tickets]
     banned = torch.tensor(model.special_ids, device=model.device)
     live = list(range(len(runs)))
     while live := [i for i in live if not tickets[i].expired()]:  # the gone stop here
         ids, mask = pad_right([runs[i].ids for i in live], model.pad_id, model.device)
-        where = torch.zeros_like(mask)  # (B, T) each row's open slots in its current block
+        where = torch.zeros_like(
+            mask
+        )  # (B, T) each row's open slots in its current block
         for row, i in enumerate(live):
             b0, b1, still = runs[i].open_slots(model.mask_id)
             where[row, b0:b1] = still
         logits = head_logits(served, ids, mask, where).float()  # (N, V), N = open slots
         logits = logits.index_fill(-1, banned, float("-inf"))
-        open_counts = [runs[i].plan[runs[i].done][3] for i in live]  # known: no device sync
+        open_counts = [
+            runs[i].plan[runs[i].done][3] for i in live
+        ]  # known: no device sync
         for i, rows in zip(live, logits.split(open_counts)):
             runs[i].step(rows, model.mask_id)
         live = [i for i in live if runs[i].done < len(runs[i].plan)]
-    return [finished(model, run) if run.done == len(run.plan)
-            else DeadlineExceeded("stopped: the client left or the deadline passed")
-            for run in runs]
+    return [
+        finished(model, run)
+        if run.done == len(run.plan)
+        else DeadlineExceeded("stopped: the client left or the deadline passed")
+        for run in runs
+    ]
 
 
 def finished(model: Model, run: Unmasking) -> dict[str, Any]:
-    new = run.ids[run.start:-1].tolist()
-    prompt = run.ids[:run.start].tolist()
-    return {"text": model.decode(prompt + new), "completion": model.decode(new),
-            "new_tokens": len(new), "steps": run.done}
+    new = run.ids[run.start : -1].tolist()
+    prompt = run.ids[: run.start].tolist()
+    return {
+        "text": model.decode(prompt + new),
+        "completion": model.decode(new),
+        "new_tokens": len(new),
+        "steps": run.done,
+    }
 
 # notebooks/09_serving.ipynb, cell 5f90c6b8 (chapter 9)
 def predict_batch(served: Served, tickets: list[Ticket]) -> list[dict[str, Any]]:
-    """/predict tickets (ids with [MASK]s, top_k) in one pass through the sparse head."""
+    """/predict tickets (ids with [MASK]s, top_k) in one pass through the sparse
+    head."""
     model = served.model
-    ids, mask = pad_right([ids for ids, _ in (t.item for t in tickets)], model.pad_id,
-                          model.device)  # (B, T)
+    ids, mask = pad_right(
+        [ids for ids, _ in (t.item for t in tickets)], model.pad_id, model.device
+    )  # (B, T)
     logits = head_logits(served, ids, mask, ids == model.mask_id).cpu()  # (N, V)
     counts = [row.count(model.mask_id) for row, _ in (t.item for t in tickets)]
     answers = []
     for (row, top_k), rows in zip((t.item for t in tickets), logits.split(counts)):
-        top_ids, probs = top_candidates(rows, top_k, model.special_ids)  # (n, k), (n, k)
+        top_ids, probs = top_candidates(
+            rows, top_k, model.special_ids
+        )  # (n, k), (n, k)
         filled, masks = list(row), []
         positions = [p for p, t in enumerate(row) if t == model.mask_id]
         for pos, cand, prob in zip(positions, top_ids.tolist(), probs.tolist()):
             filled[pos] = cand[0]
-            masks.append([{"token": model.decode([i]).strip(), "id": i, "probability": p}
-                          for i, p in zip(cand, prob)])
+            masks.append(
+                [
+                    {"token": model.decode([i]).strip(), "id": i, "probability": p}
+                    for i, p in zip(cand, prob)
+                ]
+            )
         answers.append({"masks": masks, "filled": model.decode(filled)})
     return answers
 
 
 def embed_rows(served: Served, rows: list[list[int]], poolings: list[str]) -> Tensor:
-    """L2-normalised embeddings (N, C) of id rows, each pooled its own way, on the CPU."""
+    """L2-normalised embeddings (N, C) of id rows, each pooled its own way, on the
+    CPU."""
     model = served.model
     ids, mask = pad_right(rows, model.pad_id, model.device)  # (N, T)
     with served.lock, torch.inference_mode():
         hidden = model.net.encode(ids, mask).float()  # (N, T, C)
-    pooled = [POOLING[p](hidden[i:i + 1], mask[i:i + 1]) for i, p in enumerate(poolings)]
+    pooled = [
+        POOLING[p](hidden[i : i + 1], mask[i : i + 1]) for i, p in enumerate(poolings)
+    ]
     return l2_normalize(torch.cat(pooled)).cpu()  # (N, C)
 
-
+# notebooks/09_serving.ipynb, cell acfc0a3d (chapter 9)
 def embed_batch(served: Served, tickets: list[Ticket]) -> list[Tensor]:
-    """/embed tickets (rows, pooling): all their texts in one pass, split back per ticket."""
+    """/embed tickets (rows, pooling): all their texts in one pass, split back per
+    ticket."""
     rows = [r for t in tickets for r in t.item[0]]
     poolings = [t.item[1] for t in tickets for _ in t.item[0]]
-    return list(embed_rows(served, rows, poolings).split([len(t.item[0]) for t in tickets]))
+    return list(
+        embed_rows(served, rows, poolings).split([len(t.item[0]) for t in tickets])
+    )
 
 
 def summarize_one(served: Served, tickets: list[Ticket], chunk: int = 32) -> list[Any]:
-    """/summarize, one ticket at a time: LexRank over sentence embeddings, chunk by chunk."""
+    """/summarize, one ticket at a time: LexRank over sentence embeddings, chunk by
+    chunk."""
     (ticket,) = tickets
     text, k = ticket.item
     sentences = split_sentences(text)
@@ -236,23 +285,38 @@ def summarize_one(served: Served, tickets: list[Ticket], chunk: int = 32) -> lis
     for i in range(0, len(sentences), chunk):
         if ticket.expired():
             return [DeadlineExceeded("stopped: the client left or the deadline passed")]
-        rows = [served_row(served, s) for s in sentences[i:i + chunk]]
+        rows = [served_row(served, s) for s in sentences[i : i + chunk]]
         vectors.append(embed_rows(served, rows, ["mean"] * len(rows)))
     scores = lexrank(torch.cat(vectors)) if len(sentences) > 1 else torch.ones(1)
     keep = top_sentences(scores, k)
     chosen = [sentences[i] for i in keep]
-    return [{"summary": " ".join(chosen), "sentences": chosen, "indices": keep,
-             "scores": [round(float(s), 6) for s in scores]}]
+    return [
+        {
+            "summary": " ".join(chosen),
+            "sentences": chosen,
+            "indices": keep,
+            "scores": [round(float(s), 6) for s in scores],
+        }
+    ]
 
-
+# notebooks/09_serving.ipynb, cell 937f4467 (chapter 9)
 def served_row(served: Served, text: str) -> list[int]:
     """[CLS] text [SEP], the text as plain text, cut to fit the context."""
     model = served.model
-    return [model.cls_id, *text_ids(served.literal, text)[: model.max_len - 2], model.sep_id]
+    return [
+        model.cls_id,
+        *text_ids(served.literal, text)[: model.max_len - 2],
+        model.sep_id,
+    ]
 
 
 def predict_row(served: Served, text: str) -> list[int]:
-    """[CLS] text [SEP] with each "[MASK]" the mask token (spaced as chapter 8's fill_mask does)."""
+    """[CLS] text [SEP] with each "[MASK]" the mask token (spaced as chapter 8's
+    fill_mask does)."""
     model = served.model
     glued = glue_masks(text, model.tokenizer)
-    return [model.cls_id, *marked_ids(served.literal, glued, model.mask_id), model.sep_id]
+    return [
+        model.cls_id,
+        *marked_ids(served.literal, glued, model.mask_id),
+        model.sep_id,
+    ]

@@ -47,7 +47,8 @@ LIMITS = {
 
 # notebooks/09_serving.ipynb, cell 672994f5 (chapter 9)
 def is_blank(value: str) -> bool:
-    """True if a person would see nothing: whitespace, control (NUL) and format (zero-width)
+    """True if a person would see nothing: whitespace, control (NUL) and format
+    (zero-width)
     characters only. `"\u200b\x00 " -> True`."""
     return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in value)
 
@@ -59,8 +60,10 @@ def clean_text(value: str) -> str:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:
-        raise ValueError("contains invalid Unicode (a lone surrogate such as \\ud800); "
-                         "send UTF-8 text") from None
+        raise ValueError(
+            "contains invalid Unicode (a lone surrogate such as \\ud800); "
+            "send UTF-8 text"
+        ) from None
     return value
 
 
@@ -73,17 +76,34 @@ class Strict(BaseModel):
 
 # notebooks/09_serving.ipynb, cell 11d617dc (chapter 9)
 class GenerateRequest(Strict):
-    prompt: Text = Field(description="Text to continue (plain text: `[MASK]` is just "
-                         "characters here).", examples=["Deep learning is"])
+    prompt: Text = Field(
+        description="Text to continue (plain text: `[MASK]` is just characters here).",
+        examples=["Deep learning is"],
+    )
     max_new_tokens: int = Field(16, ge=1, le=LIMITS["max_new_tokens"])
-    steps: int | None = Field(None, ge=1, le=LIMITS["max_steps"], description=(
-        "Unmasking steps (default: one per new token; 1 = one-shot)."))
-    block_length: int | None = Field(None, ge=1, le=LIMITS["max_new_tokens"], description=(
-        "Fill blocks of this many tokens left to right; needs steps >= the number of blocks."))
-    temperature: float = Field(0.0, ge=0.0, le=5.0, allow_inf_nan=False, description="0 = greedy")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=LIMITS["max_steps"],
+        description=("Unmasking steps (default: one per new token; 1 = one-shot)."),
+    )
+    block_length: int | None = Field(
+        None,
+        ge=1,
+        le=LIMITS["max_new_tokens"],
+        description=(
+            "Fill blocks of this many tokens left to right; "
+            "needs steps >= the number of blocks."
+        ),
+    )
+    temperature: float = Field(
+        0.0, ge=0.0, le=5.0, allow_inf_nan=False, description="0 = greedy"
+    )
     top_k: int | None = Field(None, ge=1, le=LIMITS["max_top_k"])
     remasking: Literal["low_confidence", "random"] = "low_confidence"
-    seed: int | None = Field(None, ge=0, le=2**32 - 1, description="Makes sampling repeatable.")
+    seed: int | None = Field(
+        None, ge=0, le=2**32 - 1, description="Makes sampling repeatable."
+    )
 
     _clean = field_validator("prompt")(clean_text)
 
@@ -91,12 +111,16 @@ class GenerateRequest(Strict):
     def _steps_cover_blocks(self) -> "GenerateRequest":
         if self.block_length is not None and self.steps is not None:
             blocks = math.ceil(self.max_new_tokens / self.block_length)
-            if self.steps < blocks:  # each block needs a step: say so, do not run more silently
-                raise ValueError(f"steps ({self.steps}) must be at least the number of blocks "
-                                 f"({blocks} of {self.block_length} tokens)")
+            if (
+                self.steps < blocks
+            ):  # each block needs a step: say so, do not run more silently
+                raise ValueError(
+                    f"steps ({self.steps}) must be at least the number of blocks "
+                    f"({blocks} of {self.block_length} tokens)"
+                )
         return self
 
-
+# notebooks/09_serving.ipynb, cell e79503fa (chapter 9)
 class GenerateResponse(BaseModel):
     text: str
     completion: str
@@ -105,8 +129,10 @@ class GenerateResponse(BaseModel):
 
 # notebooks/09_serving.ipynb, cell be37ca3e (chapter 9)
 class PredictRequest(Strict):
-    text: Text = Field(description="Text with one or more [MASK] (the only marker read).",
-                       examples=["Paris is the [MASK] of France."])
+    text: Text = Field(
+        description="Text with one or more [MASK] (the only marker read).",
+        examples=["Paris is the [MASK] of France."],
+    )
     top_k: int = Field(5, ge=1, le=LIMITS["max_top_k"])
 
     @field_validator("text")
@@ -114,7 +140,9 @@ class PredictRequest(Strict):
     def _has_mask(cls, value: str) -> str:
         value = clean_text(value)
         if "[MASK]" not in value:
-            raise ValueError("must contain at least one [MASK], e.g. 'Paris is the [MASK].'")
+            raise ValueError(
+                "must contain at least one [MASK], e.g. 'Paris is the [MASK].'"
+            )
         return value
 
 
@@ -128,10 +156,11 @@ class PredictResponse(BaseModel):
     masks: list[list[Candidate]]
     filled: str
 
-
+# notebooks/09_serving.ipynb, cell 526418d4 (chapter 9)
 class EmbedRequest(Strict):
-    texts: list[Text] = Field(min_length=1, max_length=LIMITS["max_texts"],
-                              examples=[["A cat.", "A dog."]])
+    texts: list[Text] = Field(
+        min_length=1, max_length=LIMITS["max_texts"], examples=[["A cat.", "A dog."]]
+    )
     pooling: Literal["mean", "cls"] = "mean"
 
     @field_validator("texts")

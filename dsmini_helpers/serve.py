@@ -11,10 +11,6 @@ __all__ = [
     "LANES",
     "RUNNERS",
     "make_lanes",
-    "Timeout",
-    "admit",
-    "client_gone",
-    "answer_of",
     "served_of",
     "generate",
     "predict",
@@ -30,21 +26,20 @@ __all__ = [
 ]
 
 
-# notebooks/09_serving.ipynb, cell a46e4238 (chapter 9)
+# notebooks/09_serving.ipynb, cell 53da36b7 (chapter 9)
 import asyncio
 import os
 import sys
-import time
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import torch
-from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from dsmini_helpers.admission import DeadlineExceeded, Lane, LaneStopped, Overloaded, Ticket, start_lane, stop_lane
+from dsmini_helpers.admission import Lane, Timeout, admit, start_lane, stop_lane
 from dsmini_helpers.batching import (
     Served,
     embed_batch,
@@ -85,12 +80,15 @@ from dsmini_helpers.server_runtime import (
 )
 
 # notebooks/09_serving.ipynb, cell 503a7a5f (chapter 9)
-TRAIN_HINT = ("Train one with `python -m dsmini_helpers.pretrain --config "
-              "experiments/pretrain_small.yaml`, or set DSMINI_CHECKPOINT to a checkpoint folder.")
+TRAIN_HINT = (
+    "Train one with `python -m dsmini_helpers.pretrain --config "
+    "experiments/pretrain_small.yaml`, or set DSMINI_CHECKPOINT to a checkpoint folder."
+)
 
 
 def checkpoint_to_serve(checkpoint_dir: str | Path | None = None) -> Path | None:
-    """`checkpoint_dir`, else $DSMINI_CHECKPOINT, else the latest checkpoint of the profile
+    """`checkpoint_dir`, else $DSMINI_CHECKPOINT, else the latest checkpoint of the
+    profile
     ($DSMINI_PROFILE or the default one); None if there is none."""
     chosen = checkpoint_dir or os.environ.get("DSMINI_CHECKPOINT")
     if chosen:
@@ -98,14 +96,19 @@ def checkpoint_to_serve(checkpoint_dir: str | Path | None = None) -> Path | None
     return latest_checkpoint(data_dir("checkpoints", get_profile().name))
 
 
-def load_model(checkpoint_dir: str | Path | None = None) -> tuple[Model | None, str | None]:
-    """(Model, None), or (None, why not) with the details for the log, not for clients."""
+def load_model(
+    checkpoint_dir: str | Path | None = None,
+) -> tuple[Model | None, str | None]:
+    """(Model, None), or (None, why not) with the details for the log, not for
+    clients."""
     path = checkpoint_to_serve(checkpoint_dir)
     if path is None:
         return None, f"no checkpoint for profile {get_profile().name!r}. {TRAIN_HINT}"
     try:
         return Model.load(path), None
-    except Exception as e:  # a broken folder must not stop the server from answering /health
+    except (
+        Exception
+    ) as e:  # a broken folder must not stop the server from answering /health
         return None, f"could not load {path}: {type(e).__name__}: {e}. {TRAIN_HINT}"
 
 # notebooks/09_serving.ipynb, cell 879c448b (chapter 9)
@@ -115,66 +118,26 @@ LANES = {  # endpoint class: queue and batch sizes, default deadline
     "embed": dict(max_queue=64, max_items=16, max_tokens=4096, deadline_s=10.0),
     "summarize": dict(max_queue=8, max_items=1, max_tokens=1, deadline_s=30.0),
 }
-RUNNERS = {"generate": generate_batch, "predict": predict_batch, "embed": embed_batch,
-           "summarize": summarize_one}
+RUNNERS = {
+    "generate": generate_batch,
+    "predict": predict_batch,
+    "embed": embed_batch,
+    "summarize": summarize_one,
+}
 
 
 def make_lanes(served: Served) -> dict[str, Lane]:
-    """One Lane per endpoint class, sized by LANES (and $DSMINI_MAX_BATCH_ITEMS, if set)."""
+    """One Lane per endpoint class, sized by LANES (and $DSMINI_MAX_BATCH_ITEMS, if
+    set)."""
     cap = int(os.environ.get("DSMINI_MAX_BATCH_ITEMS", "0") or 0)
     lanes = {}
     for name, size in LANES.items():
-        size = {**size, "max_items": min(size["max_items"], cap) if cap > 0 else size["max_items"]}
+        size = {
+            **size,
+            "max_items": min(size["max_items"], cap) if cap > 0 else size["max_items"],
+        }
         lanes[name] = Lane(name, partial(RUNNERS[name], served), **size)
     return lanes
-
-# notebooks/09_serving.ipynb, cell 91eee4f4 (chapter 9)
-Timeout = Annotated[float | None, Header(alias="X-Request-Timeout", gt=0, le=60, description=(
-    "Seconds this client will wait; shorter than the endpoint's default deadline."))]
-
-
-async def admit(request: Request, lane_name: str, item: Any, cost: int,
-                timeout: float | None) -> Any:
-    """Queue `item` on its lane and wait for the answer, the client leaving, or the deadline."""
-    lane: Lane = request.app.state.lanes.get(lane_name)
-    if request.app.state.served is None or lane is None:
-        raise HTTPException(503, "no model is loaded; the server's log says why")
-    budget = min(timeout or lane.deadline_s, lane.deadline_s)
-    try:
-        ticket = lane.submit(item, cost, time.monotonic() + budget)
-    except Overloaded as e:
-        raise HTTPException(429, str(e), headers={"Retry-After": str(e.retry_after_s)}) from None
-    except LaneStopped:
-        raise HTTPException(503, "the server is not serving right now; retry") from None
-    gone = asyncio.ensure_future(client_gone(request))
-    try:
-        await asyncio.wait({ticket.future, gone}, timeout=budget,
-                           return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        gone.cancel()
-    if not ticket.future.done():
-        ticket.cancel()  # the worker drops it, or stops its generation at the next step
-        lane.stats["disconnected" if gone.done() and not gone.cancelled() else "deadline"] += 1
-        raise HTTPException(504, f"no answer within the {budget:g} s deadline")
-    return answer_of(ticket)
-
-
-async def client_gone(request: Request) -> None:
-    """Return when the client disconnects (the next ASGI message after the body)."""
-    while (await request.receive())["type"] != "http.disconnect":
-        pass
-
-
-def answer_of(ticket: Ticket) -> Any:
-    """The ticket's result; the model's ValueError (e.g. too long) is the client's to fix: 422."""
-    try:
-        return ticket.future.result()
-    except ValueError as e:
-        raise HTTPException(422, str(e)) from None
-    except LaneStopped:
-        raise HTTPException(503, "the server is shutting down; retry") from None
-    except DeadlineExceeded as e:
-        raise HTTPException(504, str(e)) from None
 
 # notebooks/09_serving.ipynb, cell 49abda88 (chapter 9)
 def served_of(request: Request) -> Served:
@@ -184,45 +147,66 @@ def served_of(request: Request) -> Served:
     return served
 
 
-async def generate(req: GenerateRequest, request: Request, timeout: Timeout = None) -> dict:
+async def generate(
+    req: GenerateRequest, request: Request, timeout: Timeout = None
+) -> dict:
     """Continue a prompt by iterative unmasking (MaskGIT / LLaDA style)."""
     served = served_of(request)
     model = served.model
     prompt_ids = [model.cls_id, *text_ids(served.literal, req.prompt)]
     if len(prompt_ids) + req.max_new_tokens + 1 > model.max_len:
-        raise HTTPException(422, f"prompt ({len(prompt_ids) - 1} tokens) + max_new_tokens "
-                                 f"({req.max_new_tokens}) exceeds the context of "
-                                 f"{model.max_len - 2} tokens")
+        raise HTTPException(
+            422,
+            f"prompt ({len(prompt_ids) - 1} tokens) + max_new_tokens "
+            f"({req.max_new_tokens}) exceeds the context of "
+            f"{model.max_len - 2} tokens",
+        )
     cost = len(prompt_ids) + req.max_new_tokens + 1
     return await admit(request, "generate", (prompt_ids, req), cost, timeout)
 
 
-async def predict(req: PredictRequest, request: Request, timeout: Timeout = None) -> dict:
+async def predict(
+    req: PredictRequest, request: Request, timeout: Timeout = None
+) -> dict:
     """Top-k candidates, with probabilities, for every [MASK] in the text."""
     served = served_of(request)
     model = served.model
     ids = predict_row(served, req.text)
     if len(ids) > model.max_len:
-        raise HTTPException(422, f"the text is {len(ids)} tokens long; the model reads at "
-                                 f"most {model.max_len}")
+        raise HTTPException(
+            422,
+            f"the text is {len(ids)} tokens long; the model reads at "
+            f"most {model.max_len}",
+        )
     return await admit(request, "predict", (ids, req.top_k), len(ids), timeout)
 
 # notebooks/09_serving.ipynb, cell afc12b25 (chapter 9)
 async def embed(req: EmbedRequest, request: Request, timeout: Timeout = None) -> dict:
-    """L2-normalised sentence embeddings (texts longer than the context are truncated)."""
+    """L2-normalised sentence embeddings (texts longer than the context are
+    truncated)."""
     served = served_of(request)
     rows = [served_row(served, t) for t in req.texts]
-    vectors = await admit(request, "embed", (rows, req.pooling), sum(map(len, rows)), timeout)
-    return {"embeddings": vectors.tolist(), "dim": vectors.shape[1], "pooling": req.pooling}
+    vectors = await admit(
+        request, "embed", (rows, req.pooling), sum(map(len, rows)), timeout
+    )
+    return {
+        "embeddings": vectors.tolist(),
+        "dim": vectors.shape[1],
+        "pooling": req.pooling,
+    }
 
 
-async def summarize(req: SummarizeRequest, request: Request, timeout: Timeout = None) -> dict:
-    """Extractive summary: the most central sentences (LexRank), in their original order."""
+async def summarize(
+    req: SummarizeRequest, request: Request, timeout: Timeout = None
+) -> dict:
+    """Extractive summary: the most central sentences (LexRank), in their original
+    order."""
     served_of(request)
     n = len(split_sentences(req.text))
     if n > LIMITS["max_sentences"]:
-        raise HTTPException(422, f"the text has {n} sentences; the limit is "
-                                 f"{LIMITS['max_sentences']}")
+        raise HTTPException(
+            422, f"the text has {n} sentences; the limit is {LIMITS['max_sentences']}"
+        )
     return await admit(request, "summarize", (req.text, req.num_sentences), 1, timeout)
 
 
@@ -230,14 +214,24 @@ async def health() -> dict:
     """Liveness: the process answers. Never waits for the model."""
     return {"status": "ok"}
 
-
+# notebooks/09_serving.ipynb, cell 8c138469 (chapter 9)
 async def ready(request: Request) -> JSONResponse:
     """Readiness: a model is loaded and every queue has room (503 otherwise)."""
     served, lanes = request.app.state.served, request.app.state.lanes
-    queues = {name: {"waiting": len(lane.waiting), "capacity": lane.max_queue,
-                     "running": len(lane.running)} for name, lane in lanes.items()}
+    queues = {
+        name: {
+            "waiting": len(lane.waiting),
+            "capacity": lane.max_queue,
+            "running": len(lane.running),
+        }
+        for name, lane in lanes.items()
+    }
     ok = served is not None and all(lane.has_room() for lane in lanes.values())
-    body = {"ready": ok, "model": served.model.describe() if served else None, "queues": queues}
+    body = {
+        "ready": ok,
+        "model": served.model.describe() if served else None,
+        "queues": queues,
+    }
     return SafeJSONResponse(status_code=200 if ok else 503, content=body)
 
 # notebooks/09_serving.ipynb, cell f6f0e187 (chapter 9)
@@ -249,29 +243,48 @@ COMMON_ERRORS = {
     400: error("the body is not UTF-8 JSON, or is nested too deeply"),
     413: error("the body is larger than the limit"),
     415: error("the body is not JSON"),
-    422: error("a field is invalid (each field error listed, up to 10)", ValidationErrorBody),
+    422: error(
+        "a field is invalid (each field error listed, up to 10)", ValidationErrorBody
+    ),
     503: error("no model is loaded, or the server is stopping"),
 }
-MODEL_ERRORS = {**COMMON_ERRORS,
-                429: error("the queue is full", headers={"Retry-After": {
-                    "description": "seconds to wait", "schema": {"type": "integer"}}}),
-                504: error("no answer within the deadline")}
+MODEL_ERRORS = {
+    **COMMON_ERRORS,
+    429: error(
+        "the queue is full",
+        headers={
+            "Retry-After": {
+                "description": "seconds to wait",
+                "schema": {"type": "integer"},
+            }
+        },
+    ),
+    504: error("no answer within the deadline"),
+}
 ENDPOINTS = [  # path, function, response model
-    ("/generate", generate, GenerateResponse), ("/predict", predict, PredictResponse),
-    ("/embed", embed, EmbedResponse), ("/summarize", summarize, SummarizeResponse)]
+    ("/generate", generate, GenerateResponse),
+    ("/predict", predict, PredictResponse),
+    ("/embed", embed, EmbedResponse),
+    ("/summarize", summarize, SummarizeResponse),
+]
 
 # notebooks/09_serving.ipynb, cell 48e0740e (chapter 9)
 def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
-    """The FastAPI app; the model loads at start-up (503s without one, or no start at all
+    """The FastAPI app; the model loads at start-up (503s without one, or no start at
+    all
     with DSMINI_REQUIRE_MODEL=1)."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_logging()
         threads = os.environ.get("DSMINI_TORCH_THREADS", "").strip()
-        if threads.isdigit() and int(threads) > 0:  # 1 on a small CPU: one core for HTTP
+        if (
+            threads.isdigit() and int(threads) > 0
+        ):  # 1 on a small CPU: one core for HTTP
             torch.set_num_threads(int(threads))
-        sys.setswitchinterval(0.001)  # the event loop waits at most ~1 ms for the GIL, not 5
+        sys.setswitchinterval(
+            0.001
+        )  # the event loop waits at most ~1 ms for the GIL, not 5
         model, why = await asyncio.to_thread(load_model, checkpoint_dir)
         if model is None:
             log.error("NO MODEL: %s", why)
@@ -287,18 +300,33 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
         for lane in app.state.lanes.values():
             await stop_lane(lane)
 
-    app = FastAPI(title="DeepSeek-Mini", version="0.2.0", lifespan=lifespan,
-                  default_response_class=SafeJSONResponse, description=(
-                      "A small masked language model: fill-mask, embeddings, generation by "
-                      "iterative unmasking, extractive summaries. Chapter 9 of DeepSeek-Mini."))
+    app = FastAPI(
+        title="DeepSeek-Mini",
+        version="0.2.0",
+        lifespan=lifespan,
+        default_response_class=SafeJSONResponse,
+        description=(
+            "A small masked language model: fill-mask, embeddings, generation by "
+            "iterative unmasking, extractive summaries. Chapter 9 of DeepSeek-Mini."
+        ),
+    )
     app.state.served, app.state.lanes = None, {}
     add_error_handlers(app)
     add_metrics(app, app.state.lanes)
     app.add_middleware(RequestGuard, max_bytes=LIMITS["max_body_bytes"])
     for path, endpoint, response_model in ENDPOINTS:
-        app.add_api_route(path, endpoint, methods=["POST"], response_model=response_model,
-                          responses=MODEL_ERRORS)
+        app.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            response_model=response_model,
+            responses=MODEL_ERRORS,
+        )
     app.add_api_route("/health", health, response_model=Health)
-    app.add_api_route("/ready", ready, response_model=Ready,
-                      responses={503: {"model": Ready, "description": "not ready"}})
+    app.add_api_route(
+        "/ready",
+        ready,
+        response_model=Ready,
+        responses={503: {"model": Ready, "description": "not ready"}},
+    )
     return app

@@ -48,7 +48,9 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("dsmini.serve")
-request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar(
+    "request_id", default="-"
+)
 _GOOD_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_LISTED_ERRORS = 10  # a 422 lists this many field errors and counts the rest
 
@@ -60,15 +62,19 @@ class RequestIdFilter(logging.Filter):
         record.request_id = request_id.get()
         return True
 
-
+# notebooks/09_serving.ipynb, cell 7b1f6931 (chapter 9)
 def configure_logging(level: int = logging.INFO) -> None:
-    """dsmini.* log lines go to stderr as `time level [request id] logger: message` (once)."""
+    """dsmini.* log lines go to stderr as `time level [request id] logger: message`
+    (once)."""
     if log.handlers:
         return
     handler = logging.StreamHandler()
     handler.addFilter(RequestIdFilter())
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"))
+    handler.setFormatter(
+        logging.Formatter(
+            "%(asctime)s %(levelname)s [%(request_id)s] %(name)s: %(message)s"
+        )
+    )
     log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False
@@ -91,15 +97,18 @@ class ValidationErrorBody(BaseModel):
 
 
 class SafeJSONResponse(JSONResponse):
-    """JSON with non-ASCII escaped: always encodable, even a lone surrogate in a field name."""
+    """JSON with non-ASCII escaped: always encodable, even a lone surrogate in a field
+    name."""
 
     def render(self, content: Any) -> bytes:
-        return json.dumps(content, ensure_ascii=True, allow_nan=False,
-                          separators=(",", ":")).encode("ascii")
+        return json.dumps(
+            content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
+        ).encode("ascii")
 
-
+# notebooks/09_serving.ipynb, cell 79ebdcce (chapter 9)
 def human_message(errors: list[dict[str, Any]]) -> str:
-    """One sentence per pydantic error: `field 'top_k': Input should be less than or equal to 50`."""
+    """One sentence per pydantic error: `field 'top_k': Input should be less than or
+    equal to 50`."""
     parts = []
     for err in errors:
         if err.get("type") == "json_invalid":
@@ -107,21 +116,37 @@ def human_message(errors: list[dict[str, Any]]) -> str:
             parts.append(f"the body is not valid JSON ({why})")
             continue
         loc = [str(x)[:80] for x in err.get("loc", ()) if x != "body"]
-        if not loc and err.get("type") in ("model_attributes_type", "dict_type", "model_type"):
-            parts.append('the body must be a JSON object, e.g. {"prompt": "Deep learning is"}')
+        if not loc and err.get("type") in (
+            "model_attributes_type",
+            "dict_type",
+            "model_type",
+        ):
+            parts.append(
+                'the body must be a JSON object, e.g. {"prompt": "Deep learning is"}'
+            )
             continue
         where = f"field '{'.'.join(loc)}'" if loc else "the body"
-        parts.append(f"{where}: {str(err.get('msg', 'is invalid')).removeprefix('Value error, ')}")
+        parts.append(
+            f"{where}: "
+            f"{str(err.get('msg', 'is invalid')).removeprefix('Value error, ')}"
+        )
     return "; ".join(parts) or "invalid request"
 
 
 def validation_reply(errors: list[dict[str, Any]]) -> dict[str, Any]:
-    """The 422 body: a sentence, the first MAX_LISTED_ERRORS errors, and how many more there were."""
+    """The 422 body: a sentence, the first MAX_LISTED_ERRORS errors, and how many more
+    there were."""
     shown = list(errors[:MAX_LISTED_ERRORS])
     more = len(errors) - len(shown)
     detail = human_message(shown) + (f"; and {more} more errors" if more else "")
-    listed = [{"type": str(e.get("type", "")), "loc": [str(x)[:80] for x in e.get("loc", ())],
-               "msg": str(e.get("msg", ""))} for e in shown]
+    listed = [
+        {
+            "type": str(e.get("type", "")),
+            "loc": [str(x)[:80] for x in e.get("loc", ())],
+            "msg": str(e.get("msg", "")),
+        }
+        for e in shown
+    ]
     return {"detail": detail, "errors": listed, "more_errors": more}
 
 # notebooks/09_serving.ipynb, cell 7d87ba0a (chapter 9)
@@ -131,21 +156,34 @@ PARSE_ERRORS = {  # what FastAPI's "There was an error parsing the body" was cau
 }
 
 
-async def on_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    reply = await asyncio.to_thread(validation_reply, exc.errors())  # 20,000 errors take time
+async def on_validation_error(
+    request: Request, exc: RequestValidationError
+) -> JSONResponse:
+    reply = await asyncio.to_thread(
+        validation_reply, exc.errors()
+    )  # 20,000 errors take time
     return SafeJSONResponse(status_code=422, content=reply)
 
 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Every HTTP error as {"detail": ...}; a 422 in the same shape as validation errors."""
+    """Every HTTP error as {"detail": ...}; a 422 in the same shape as validation
+    errors."""
     detail = str(exc.detail)
     if exc.status_code == 400:
-        detail = next((msg for kind, msg in PARSE_ERRORS.items()
-                       if isinstance(exc.__cause__, kind)), "the body could not be parsed as JSON")
+        detail = next(
+            (
+                msg
+                for kind, msg in PARSE_ERRORS.items()
+                if isinstance(exc.__cause__, kind)
+            ),
+            "the body could not be parsed as JSON",
+        )
     content: dict[str, Any] = {"detail": detail}
     if exc.status_code == 422:
         content.update(errors=[], more_errors=0)
-    return SafeJSONResponse(status_code=exc.status_code, content=content, headers=exc.headers)
+    return SafeJSONResponse(
+        status_code=exc.status_code, content=content, headers=exc.headers
+    )
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -154,12 +192,16 @@ def add_error_handlers(app: FastAPI) -> None:
 
 # notebooks/09_serving.ipynb, cell ec5a9f2c (chapter 9)
 class RequestGuard:
-    """ASGI middleware: request id (X-Request-ID in and out), one access-log line per request,
-    415 for a body that is not JSON, 413 for a body over `max_bytes` (declared or streamed)."""
+    """ASGI middleware: request id (X-Request-ID in and out), one access-log line per
+    request,
+    415 for a body that is not JSON, 413 for a body over `max_bytes` (declared or
+    streamed)."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
-        self.limit_message = f"the request body is larger than the {max_bytes:,}-byte limit"
+        self.limit_message = (
+            f"the request body is larger than the {max_bytes:,}-byte limit"
+        )
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -172,24 +214,41 @@ class RequestGuard:
         async def send_with_id(message: dict) -> None:
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", rid.encode()),
+                ]
             await send(message)
 
         try:
             refusal = self.refusal(scope["method"], headers)
             await (refusal or self.call_limited)(scope, receive, send_with_id)
-        except BodyTooLarge:  # raised outside FastAPI's body parsing, which answers it itself
+        except (
+            BodyTooLarge
+        ):  # raised outside FastAPI's body parsing, which answers it itself
             if not status[0]:
                 await self.too_big()(scope, receive, send_with_id)
-        except Exception as exc:  # a bug: details to the log, a request id to the client
+        except (
+            Exception
+        ) as exc:  # a bug: details to the log, a request id to the client
             log.error("unexpected %s: %s", type(exc).__name__, exc, exc_info=exc)
             if not status[0]:
-                await SafeJSONResponse(status_code=500, content={"detail": (
-                    f"internal error; quote request id {rid} when reporting it")})(
-                    scope, receive, send_with_id)
+                await SafeJSONResponse(
+                    status_code=500,
+                    content={
+                        "detail": (
+                            f"internal error; quote request id {rid} when reporting it"
+                        )
+                    },
+                )(scope, receive, send_with_id)
         finally:
-            log.info("%s %s -> %d in %.1f ms", scope["method"], scope["path"], status[0],
-                     (time.perf_counter() - started) * 1000)
+            log.info(
+                "%s %s -> %d in %.1f ms",
+                scope["method"],
+                scope["path"],
+                status[0],
+                (time.perf_counter() - started) * 1000,
+            )
             request_id.reset(token)
 
     def refusal(self, method: str, headers: dict[bytes, bytes]) -> JSONResponse | None:
@@ -197,8 +256,13 @@ class RequestGuard:
             return None
         kind = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         if kind and kind != b"application/json" and not kind.endswith(b"+json"):
-            return SafeJSONResponse(status_code=415, content={
-                "detail": "send the body as JSON with Content-Type: application/json"})
+            return SafeJSONResponse(
+                status_code=415,
+                content={
+                    "detail": "send the body as JSON with "
+                    "Content-Type: application/json"
+                },
+            )
         declared = headers.get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
             return self.too_big()
@@ -207,7 +271,9 @@ class RequestGuard:
     def too_big(self) -> JSONResponse:
         return SafeJSONResponse(status_code=413, content={"detail": self.limit_message})
 
-    async def call_limited(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def call_limited(
+        self, scope: dict, receive: Callable, send: Callable
+    ) -> None:
         seen = 0
 
         async def counting_receive() -> dict:
@@ -220,30 +286,40 @@ class RequestGuard:
 
         await self.app(scope, counting_receive, send)
 
-
+# notebooks/09_serving.ipynb, cell d042f6f8 (chapter 9)
 class BodyTooLarge(HTTPException):
-    """413 raised while the body is read (FastAPI passes HTTPExceptions from the body through)."""
+    """413 raised while the body is read (FastAPI passes HTTPExceptions from the body
+    through)."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(status_code=413, detail=detail)
 
 # notebooks/09_serving.ipynb, cell f4e283cf (chapter 9)
 class LaneCollector:
-    """Prometheus metrics read from the lanes at scrape time: queue depth, answers by outcome,
+    """Prometheus metrics read from the lanes at scrape time: queue depth, answers by
+    outcome,
     batches and the items in them (mean batch size = items / batches)."""
 
     def __init__(self, lanes: dict[str, Any]) -> None:
         self.lanes = lanes
 
     def collect(self) -> Iterator[Any]:
-        waiting = GaugeMetricFamily("dsmini_queue_waiting", "requests waiting", labels=["lane"])
-        running = GaugeMetricFamily("dsmini_queue_running", "requests in the running batch",
-                                    labels=["lane"])
-        outcomes = CounterMetricFamily("dsmini_requests", "requests by lane and outcome "
-                                       "(accepted, rejected = 429, deadline, disconnected)",
-                                       labels=["lane", "outcome"])
+        waiting = GaugeMetricFamily(
+            "dsmini_queue_waiting", "requests waiting", labels=["lane"]
+        )
+        running = GaugeMetricFamily(
+            "dsmini_queue_running", "requests in the running batch", labels=["lane"]
+        )
+        outcomes = CounterMetricFamily(
+            "dsmini_requests",
+            "requests by lane and outcome "
+            "(accepted, rejected = 429, deadline, disconnected)",
+            labels=["lane", "outcome"],
+        )
         batches = CounterMetricFamily("dsmini_batches", "batches run", labels=["lane"])
-        items = CounterMetricFamily("dsmini_batch_items", "requests in batches", labels=["lane"])
+        items = CounterMetricFamily(
+            "dsmini_batch_items", "requests in batches", labels=["lane"]
+        )
         for name, lane in self.lanes.items():
             waiting.add_metric([name], len(lane.waiting))
             running.add_metric([name], len(lane.running))
@@ -260,4 +336,5 @@ def add_metrics(app: FastAPI, lanes: dict[str, Any]) -> None:
     registry = CollectorRegistry()
     registry.register(LaneCollector(lanes))
     Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(
-        app, metric_namespace="dsmini").expose(app, include_in_schema=False)
+        app, metric_namespace="dsmini"
+    ).expose(app, include_in_schema=False)

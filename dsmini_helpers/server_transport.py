@@ -28,8 +28,10 @@ from dsmini_helpers.server_runtime import log
 
 # notebooks/09_serving.ipynb, cell 8bc1ea93 (chapter 9)
 class SlowClientTimeoutH11(H11Protocol):
-    """uvicorn's h11 protocol with a read deadline: a connection must send a whole request
-    within $DSMINI_READ_TIMEOUT seconds (default 10) of opening or of its last answer."""
+    """uvicorn's h11 protocol with a read deadline: a connection must send a whole
+    request
+    within $DSMINI_READ_TIMEOUT seconds (default 10) of opening or of its last
+    answer."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -73,11 +75,16 @@ class SlowClientTimeoutH11(H11Protocol):
 
 # notebooks/09_serving.ipynb, cell 0afb76ff (chapter 9)
 UVICORN_FLAGS = [  # transport limits; `make serve` passes the same
-    "--http", "dsmini_helpers.server_transport:SlowClientTimeoutH11",  # cuts slow/silent clients
-    "--limit-concurrency", "200",  # connections + tasks; beyond: 503 instead of running out of fds
-    "--timeout-keep-alive", "5",  # idle keep-alive connections closed after 5 s
-    "--timeout-graceful-shutdown", "10",  # on SIGTERM, 10 s for requests in flight
-    "--h11-max-incomplete-event-size", "16384",  # headers larger than 16 kB: 431 / closed
+    "--http",
+    "dsmini_helpers.server_transport:SlowClientTimeoutH11",  # cuts slow/silent clients
+    "--limit-concurrency",
+    "200",  # connections + tasks; beyond: 503 instead of running out of fds
+    "--timeout-keep-alive",
+    "5",  # idle keep-alive connections closed after 5 s
+    "--timeout-graceful-shutdown",
+    "10",  # on SIGTERM, 10 s for requests in flight
+    "--h11-max-incomplete-event-size",
+    "16384",  # headers larger than 16 kB: 431 / closed
     "--no-access-log",  # our middleware logs each request, with its id
 ]
 
@@ -95,27 +102,52 @@ def _die_with_parent() -> None:
         import ctypes
         import signal
 
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(
+            1, signal.SIGTERM
+        )  # PR_SET_PDEATHSIG
 
 # notebooks/09_serving.ipynb, cell 0623489a (chapter 9)
 @contextlib.contextmanager
-def running_server(checkpoint_dir: str | Path | None = None, host: str = "127.0.0.1",
-                   port: int | None = None, timeout: float = 180.0,
-                   env: dict[str, str] | None = None, log_to: str | Path | None = None,
-                   app: str = "dsmini_helpers.api:app") -> Iterator[str]:
-    """Run `uvicorn <app>` (with UVICORN_FLAGS) in a subprocess; yield its URL once it answers
-    /health, stop it at the end. RuntimeError with its log if it dies. The server's log goes
+def running_server(
+    checkpoint_dir: str | Path | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    timeout: float = 180.0,
+    env: dict[str, str] | None = None,
+    log_to: str | Path | None = None,
+    app: str = "dsmini_helpers.api:app",
+) -> Iterator[str]:
+    """Run `uvicorn <app>` (with UVICORN_FLAGS) in a subprocess; yield its URL once it
+    answers
+    /health, stop it at the end. RuntimeError with its log if it dies. The server's log
+    goes
     to `log_to` if given (else a temporary file)."""
     port = port or free_port(host)
     env = {**os.environ, **(env or {})}
     if checkpoint_dir is not None:
         env["DSMINI_CHECKPOINT"] = str(checkpoint_dir)
-    cmd = [sys.executable, "-m", "uvicorn", app, "--host", host,
-           "--port", str(port), "--log-level", "warning", *UVICORN_FLAGS]
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        app,
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *UVICORN_FLAGS,
+    ]
     url = f"http://{host}:{port}"
     with open(log_to, "w+b") if log_to else tempfile.TemporaryFile() as log_file:
-        proc = subprocess.Popen(cmd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
 
         def log_tail() -> str:
             log_file.seek(0)
@@ -125,13 +157,16 @@ def running_server(checkpoint_dir: str | Path | None = None, host: str = "127.0.
             deadline = time.monotonic() + timeout
             while True:
                 if proc.poll() is not None:
-                    raise RuntimeError(f"the server exited with code {proc.returncode}:\n"
-                                       f"{log_tail()}")
+                    raise RuntimeError(
+                        f"the server exited with code {proc.returncode}:\n{log_tail()}"
+                    )
                 with contextlib.suppress(httpx.TransportError):
                     httpx.get(f"{url}/health", timeout=2.0)
                     break
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"no answer from {url} after {timeout:.0f} s:\n{log_tail()}")
+                    raise RuntimeError(
+                        f"no answer from {url} after {timeout:.0f} s:\n{log_tail()}"
+                    )
                 time.sleep(0.1)
             yield url
         finally:
