@@ -17,7 +17,7 @@ Goals on CPU (issue 18): /health p99 < 50 ms under the mixed load; no accepted r
 
     python benchmarks/bench_api.py                 # full size (about two minutes)
     python benchmarks/bench_api.py --quick         # seconds (for the tests)
-    python benchmarks/bench_api.py --json benchmarks/results/bench_api.json
+    python benchmarks/bench_api.py --before-ref 4e06ca2 --json benchmarks/results/bench_api_load.json
 """
 
 from __future__ import annotations
