@@ -34,7 +34,7 @@ from typing import Annotated, Any
 
 from fastapi import Header, HTTPException, Request
 
-# notebooks/09_serving.ipynb, cell f309cd35 (chapter 9)
+# notebooks/09_serving.ipynb, cell 3a9f80f9 (chapter 9)
 class Overloaded(Exception):
     """The lane's queue is full: answer 429 and say when to come back."""
 
@@ -53,8 +53,8 @@ class DeadlineExceeded(TimeoutError):
 
 @dataclass(eq=False)
 class Ticket:
-    """One accepted request: input, cost in tokens, deadline (time.monotonic()), its
-    answer."""
+    """One accepted request: input, cost in tokens,
+    deadline (time.monotonic()), its answer."""
 
     item: Any
     cost: int
@@ -73,13 +73,13 @@ class Ticket:
         """Nobody waits for this answer any more (client gone, or deadline passed)."""
         return self.cancelled.is_set() or time.monotonic() > self.deadline
 
-# notebooks/09_serving.ipynb, cell 32616923 (chapter 9)
+# notebooks/09_serving.ipynb, cell 9fe1ce89 (chapter 9)
 class Lane:
     """A bounded queue and one worker thread for one endpoint class.
 
-    `run_batch(tickets) -> results` (same order; an Exception as a result fails only its
-    ticket). A batch holds at most `max_items` tickets and `max_tokens` tokens of cost.
-    """
+    `run_batch(tickets) -> results` (same order; an Exception
+    as a result fails only its ticket). A batch holds at most
+    `max_items` tickets and `max_tokens` tokens of cost."""
 
     def __init__(
         self,
@@ -122,8 +122,8 @@ class Lane:
         return max(1, math.ceil(self.batch_seconds * batches))
 
     def submit(self, item: Any, cost: int, deadline: float) -> Ticket:
-        """Queue `item` and return its ticket, or raise Overloaded at once if the queue
-        is full."""
+        """Queue `item` and return its ticket, or
+        raise Overloaded at once if the queue is full."""
         if self.worker is None:
             raise LaneStopped(f"the {self.name} worker is not running")
         if not self.has_room():
@@ -138,8 +138,8 @@ class Lane:
         return ticket
 
     def next_batch(self) -> list[Ticket]:
-        """Tickets from the front of the queue that fit in one batch; expired ones
-        dropped."""
+        """Tickets from the front of the queue that
+        fit in one batch; expired ones dropped."""
         batch, tokens = [], 0
         while self.waiting and len(batch) < self.max_items:
             ticket = self.waiting[0]
@@ -186,10 +186,10 @@ async def serve_lane(lane: Lane) -> None:
                 else:
                     ticket.future.set_result(result)
 
-# notebooks/09_serving.ipynb, cell 928b73b4 (chapter 9)
+# notebooks/09_serving.ipynb, cell 529c6bbe (chapter 9)
 def run_isolated(run_batch: Callable, batch: list[Ticket]) -> list[Any]:
-    """run_batch(batch); if it raises, each ticket alone, so an error reaches only its
-    own."""
+    """run_batch(batch); if it raises, each ticket
+    alone, so an error reaches only its own."""
     try:
         results = list(run_batch(batch))
         if len(results) != len(batch):
@@ -204,8 +204,8 @@ def run_isolated(run_batch: Callable, batch: list[Ticket]) -> list[Any]:
 
 
 async def stop_lane(lane: Lane) -> None:
-    """Stop the worker: waiting tickets get LaneStopped, a running generation stops
-    early."""
+    """Stop the worker: waiting tickets get
+    LaneStopped, a running generation stops early."""
     if lane.worker is None:
         return
     for ticket in lane.running:
@@ -235,12 +235,12 @@ Timeout = Annotated[
     ),
 ]
 
-# notebooks/09_serving.ipynb, cell 4a9b26c6 (chapter 9)
+# notebooks/09_serving.ipynb, cell 34599d11 (chapter 9)
 async def admit(
     request: Request, lane_name: str, item: Any, cost: int, timeout: float | None
 ) -> Any:
-    """Queue `item` on its lane and wait for the answer, the client leaving, or the
-    deadline."""
+    """Queue `item` on its lane and wait for the
+    answer, the client leaving, or the deadline."""
     lane: Lane = request.app.state.lanes.get(lane_name)
     if request.app.state.served is None or lane is None:
         raise HTTPException(503, "no model is loaded; the server's log says why")
@@ -274,10 +274,10 @@ async def client_gone(request: Request) -> None:
     while (await request.receive())["type"] != "http.disconnect":
         pass
 
-# notebooks/09_serving.ipynb, cell 6f2916af (chapter 9)
+# notebooks/09_serving.ipynb, cell 70719164 (chapter 9)
 def answer_of(ticket: Ticket) -> Any:
-    """The ticket's result; the model's ValueError (e.g. too long) is the client's to
-    fix: 422."""
+    """The ticket's result; the model's ValueError
+    (e.g. too long) is the client's to fix: 422."""
     try:
         return ticket.future.result()
     except ValueError as e:

@@ -50,10 +50,10 @@ from dsmini_helpers.inference import (
 )
 from dsmini_helpers.schemas import GenerateRequest
 
-# notebooks/09_serving.ipynb, cell f020f5bb (chapter 9)
+# notebooks/09_serving.ipynb, cell d4a786fa (chapter 9)
 def literal_tokenizer(tokenizer: Tokenizer) -> Tokenizer:
-    """A copy of `tokenizer` that reads "[PAD]", "[MASK]", ... in text as plain
-    characters."""
+    """A copy of `tokenizer` that reads "[PAD]",
+    "[MASK]", ... in text as plain characters."""
     copy = Tokenizer.from_str(tokenizer.to_str())
     copy.encode_special_tokens = True
     copy.no_padding()
@@ -67,19 +67,19 @@ def text_ids(literal: Tokenizer, text: str) -> list[int]:
 
 
 def marked_ids(literal: Tokenizer, text: str, mask_id: int) -> list[int]:
-    """The ids of `text` with every "[MASK]" made the real mask token (and nothing else
-    special)."""
+    """The ids of `text` with every "[MASK]" made
+    the real mask token (and nothing else special)."""
     pieces = text.split("[MASK]")
     ids = text_ids(literal, pieces[0]) if pieces[0] else []
     for piece in pieces[1:]:
         ids += [mask_id, *(text_ids(literal, piece) if piece else [])]
     return ids
 
-# notebooks/09_serving.ipynb, cell 1099c21e (chapter 9)
+# notebooks/09_serving.ipynb, cell cb4f6894 (chapter 9)
 @dataclass
 class Served:
-    """The loaded model, the lock its forward passes take turns on, the literal
-    tokenizer."""
+    """The loaded model, the lock its forward
+    passes take turns on, the literal tokenizer."""
 
     model: Model
     literal: Tokenizer
@@ -89,8 +89,8 @@ class Served:
 def pad_right(
     rows: list[list[int]] | list[Tensor], pad_id: int, device: torch.device
 ) -> tuple[Tensor, Tensor]:
-    """Rows of ids, right-padded to one length: ids (B, T) and attention mask (B, T),
-    True = keep."""
+    """Rows of ids, right-padded to one length: ids
+    (B, T) and attention mask (B, T), True = keep."""
     T = max(len(r) for r in rows)
     ids = torch.full((len(rows), T), pad_id, dtype=torch.long, device=device)
     for i, r in enumerate(rows):
@@ -103,22 +103,20 @@ def pad_right(
 
 
 def head_logits(served: Served, ids: Tensor, mask: Tensor, where: Tensor) -> Tensor:
-    """MLM logits (N, V) at the N positions where `where` (B, T) is True, in row-major
-    order:
-    the encoder on every position, the vocabulary head only where asked (no loss
-    computed)."""
+    """MLM logits (N, V) at the N positions where `where` (B, T)
+    is True, in row-major order: the encoder on every position,
+    the vocabulary head only where asked (no loss computed)."""
     with served.lock, torch.inference_mode():
         hidden = served.model.net.encode(ids, mask)  # (B, T, C)
         return served.model.net.head(hidden[where])  # (N, V)
 
-# notebooks/09_serving.ipynb, cell b6ba9e56 (chapter 9)
+# notebooks/09_serving.ipynb, cell 436b7520 (chapter 9)
 def step_plan(
     start: int, n_new: int, steps: int, block_length: int | None
 ) -> list[tuple]:
-    """(block start, block end, tokens to commit, slots still masked) for each
-    unmasking step,
-    as chapter 8 plans them. `step_plan(1, 4, 2, None) -> [(1, 5, 2, 4), (1, 5, 2,
-    2)]`."""
+    """(block start, block end, tokens to commit, slots still
+    masked) for each unmasking step, as chapter 8 plans them.
+    `step_plan(1, 4, 2, None) -> [(1, 5, 2, 4), (1, 5, 2, 2)]`."""
     plan = []
     blocks = block_spans(start, n_new, block_length)
     for (b0, b1), n in zip(blocks, steps_per_block(steps, len(blocks))):
@@ -128,7 +126,7 @@ def step_plan(
             masked -= k
     return plan
 
-# notebooks/09_serving.ipynb, cell 0b56bc26 (chapter 9)
+# notebooks/09_serving.ipynb, cell a15d5a49 (chapter 9)
 @dataclass(eq=False)
 class Unmasking:
     """One /generate request in flight: its ids (T,) and its plan of steps."""
@@ -155,15 +153,15 @@ class Unmasking:
         return cls(ids, len(prompt_ids), plan, req, gen)
 
     def open_slots(self, mask_id: int) -> tuple[int, int, Tensor]:
-        """(block start, block end, (Lb,) True where the block is still masked): where
-        the
-        next step needs logits. A committed slot never changes, so the head skips it."""
+        """(block start, block end, (Lb,) True where the block
+        is still masked): where the next step needs logits. A
+        committed slot never changes, so the head skips it."""
         b0, b1, _, _ = self.plan[self.done]
         return b0, b1, self.ids[b0:b1] == mask_id
 
     def step(self, logits: Tensor, mask_id: int) -> None:
-        """Commit this step's tokens from `logits` (m, V) of the m open slots (specials
-        banned)."""
+        """Commit this step's tokens from `logits`
+        (m, V) of the m open slots (specials banned)."""
         b0, b1, still = self.open_slots(mask_id)
         req, k = self.request, self.plan[self.done][2]
         tokens, conf = sample_tokens(
@@ -179,10 +177,10 @@ class Unmasking:
         self.ids[b0 + chosen] = tokens[chosen]
         self.done += 1
 
-# notebooks/09_serving.ipynb, cell b1b0f9db (chapter 9)
+# notebooks/09_serving.ipynb, cell 9e501fc8 (chapter 9)
 def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
-    """Run the /generate tickets together: one forward pass per step for all live
-    rows."""
+    """Run the /generate tickets together: one
+    forward pass per step for all live rows."""
     model = served.model
     runs = [Unmasking.begin(model, *t.item) for t in tickets]
     banned = torch.tensor(model.special_ids, device=model.device)
@@ -221,10 +219,10 @@ def finished(model: Model, run: Unmasking) -> dict[str, Any]:
         "steps": run.done,
     }
 
-# notebooks/09_serving.ipynb, cell 5f90c6b8 (chapter 9)
+# notebooks/09_serving.ipynb, cell 3f6db2a6 (chapter 9)
 def predict_batch(served: Served, tickets: list[Ticket]) -> list[dict[str, Any]]:
-    """/predict tickets (ids with [MASK]s, top_k) in one pass through the sparse
-    head."""
+    """/predict tickets (ids with [MASK]s, top_k)
+    in one pass through the sparse head."""
     model = served.model
     ids, mask = pad_right(
         [ids for ids, _ in (t.item for t in tickets)], model.pad_id, model.device
@@ -251,8 +249,8 @@ def predict_batch(served: Served, tickets: list[Ticket]) -> list[dict[str, Any]]
 
 
 def embed_rows(served: Served, rows: list[list[int]], poolings: list[str]) -> Tensor:
-    """L2-normalised embeddings (N, C) of id rows, each pooled its own way, on the
-    CPU."""
+    """L2-normalised embeddings (N, C) of id
+    rows, each pooled its own way, on the CPU."""
     model = served.model
     ids, mask = pad_right(rows, model.pad_id, model.device)  # (N, T)
     with served.lock, torch.inference_mode():
@@ -262,10 +260,10 @@ def embed_rows(served: Served, rows: list[list[int]], poolings: list[str]) -> Te
     ]
     return l2_normalize(torch.cat(pooled)).cpu()  # (N, C)
 
-# notebooks/09_serving.ipynb, cell acfc0a3d (chapter 9)
+# notebooks/09_serving.ipynb, cell 6e58064a (chapter 9)
 def embed_batch(served: Served, tickets: list[Ticket]) -> list[Tensor]:
-    """/embed tickets (rows, pooling): all their texts in one pass, split back per
-    ticket."""
+    """/embed tickets (rows, pooling): all their
+    texts in one pass, split back per ticket."""
     rows = [r for t in tickets for r in t.item[0]]
     poolings = [t.item[1] for t in tickets for _ in t.item[0]]
     return list(
@@ -274,8 +272,8 @@ def embed_batch(served: Served, tickets: list[Ticket]) -> list[Tensor]:
 
 
 def summarize_one(served: Served, tickets: list[Ticket], chunk: int = 32) -> list[Any]:
-    """/summarize, one ticket at a time: LexRank over sentence embeddings, chunk by
-    chunk."""
+    """/summarize, one ticket at a time: LexRank
+    over sentence embeddings, chunk by chunk."""
     (ticket,) = tickets
     text, k = ticket.item
     sentences = split_sentences(text)
@@ -299,7 +297,7 @@ def summarize_one(served: Served, tickets: list[Ticket], chunk: int = 32) -> lis
         }
     ]
 
-# notebooks/09_serving.ipynb, cell 937f4467 (chapter 9)
+# notebooks/09_serving.ipynb, cell a6a490e5 (chapter 9)
 def served_row(served: Served, text: str) -> list[int]:
     """[CLS] text [SEP], the text as plain text, cut to fit the context."""
     model = served.model
@@ -311,8 +309,8 @@ def served_row(served: Served, text: str) -> list[int]:
 
 
 def predict_row(served: Served, text: str) -> list[int]:
-    """[CLS] text [SEP] with each "[MASK]" the mask token (spaced as chapter 8's
-    fill_mask does)."""
+    """[CLS] text [SEP] with each "[MASK]" the mask
+    token (spaced as chapter 8's fill_mask does)."""
     model = served.model
     glued = glue_masks(text, model.tokenizer)
     return [

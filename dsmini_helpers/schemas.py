@@ -45,11 +45,10 @@ LIMITS = {
     "max_body_bytes": 256_000,  # the whole request body, checked before parsing
 }
 
-# notebooks/09_serving.ipynb, cell 672994f5 (chapter 9)
+# notebooks/09_serving.ipynb, cell 3961ff64 (chapter 9)
 def is_blank(value: str) -> bool:
-    """True if a person would see nothing: whitespace, control (NUL) and format
-    (zero-width)
-    characters only. `"\u200b\x00 " -> True`."""
+    """True if a person would see nothing: whitespace, control (NUL)
+    and format (zero-width) characters only. `"\u200b\x00 " -> True`."""
     return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in value)
 
 

@@ -22,14 +22,16 @@ __all__ = [
     "COMMON_ERRORS",
     "MODEL_ERRORS",
     "ENDPOINTS",
+    "lifespan_for",
     "create_app",
 ]
 
 
-# notebooks/09_serving.ipynb, cell 53da36b7 (chapter 9)
+# notebooks/09_serving.ipynb, cell d6cb33a9 (chapter 9)
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
@@ -79,7 +81,7 @@ from dsmini_helpers.server_runtime import (
     log,
 )
 
-# notebooks/09_serving.ipynb, cell 503a7a5f (chapter 9)
+# notebooks/09_serving.ipynb, cell 99c56e0c (chapter 9)
 TRAIN_HINT = (
     "Train one with `python -m dsmini_helpers.pretrain --config "
     "experiments/pretrain_small.yaml`, or set DSMINI_CHECKPOINT to a checkpoint folder."
@@ -87,9 +89,8 @@ TRAIN_HINT = (
 
 
 def checkpoint_to_serve(checkpoint_dir: str | Path | None = None) -> Path | None:
-    """`checkpoint_dir`, else $DSMINI_CHECKPOINT, else the latest checkpoint of the
-    profile
-    ($DSMINI_PROFILE or the default one); None if there is none."""
+    """`checkpoint_dir`, else $DSMINI_CHECKPOINT, else the latest checkpoint of
+    the profile ($DSMINI_PROFILE or the default one); None if there is none."""
     chosen = checkpoint_dir or os.environ.get("DSMINI_CHECKPOINT")
     if chosen:
         return Path(chosen)
@@ -99,8 +100,8 @@ def checkpoint_to_serve(checkpoint_dir: str | Path | None = None) -> Path | None
 def load_model(
     checkpoint_dir: str | Path | None = None,
 ) -> tuple[Model | None, str | None]:
-    """(Model, None), or (None, why not) with the details for the log, not for
-    clients."""
+    """(Model, None), or (None, why not) with the
+    details for the log, not for clients."""
     path = checkpoint_to_serve(checkpoint_dir)
     if path is None:
         return None, f"no checkpoint for profile {get_profile().name!r}. {TRAIN_HINT}"
@@ -111,7 +112,7 @@ def load_model(
     ) as e:  # a broken folder must not stop the server from answering /health
         return None, f"could not load {path}: {type(e).__name__}: {e}. {TRAIN_HINT}"
 
-# notebooks/09_serving.ipynb, cell 879c448b (chapter 9)
+# notebooks/09_serving.ipynb, cell 79822dfd (chapter 9)
 LANES = {  # endpoint class: queue and batch sizes, default deadline
     "generate": dict(max_queue=32, max_items=16, max_tokens=2048, deadline_s=30.0),
     "predict": dict(max_queue=64, max_items=32, max_tokens=4096, deadline_s=10.0),
@@ -127,8 +128,8 @@ RUNNERS = {
 
 
 def make_lanes(served: Served) -> dict[str, Lane]:
-    """One Lane per endpoint class, sized by LANES (and $DSMINI_MAX_BATCH_ITEMS, if
-    set)."""
+    """One Lane per endpoint class, sized by
+    LANES (and $DSMINI_MAX_BATCH_ITEMS, if set)."""
     cap = int(os.environ.get("DSMINI_MAX_BATCH_ITEMS", "0") or 0)
     lanes = {}
     for name, size in LANES.items():
@@ -180,10 +181,10 @@ async def predict(
         )
     return await admit(request, "predict", (ids, req.top_k), len(ids), timeout)
 
-# notebooks/09_serving.ipynb, cell afc12b25 (chapter 9)
+# notebooks/09_serving.ipynb, cell 851401a0 (chapter 9)
 async def embed(req: EmbedRequest, request: Request, timeout: Timeout = None) -> dict:
-    """L2-normalised sentence embeddings (texts longer than the context are
-    truncated)."""
+    """L2-normalised sentence embeddings (texts
+    longer than the context are truncated)."""
     served = served_of(request)
     rows = [served_row(served, t) for t in req.texts]
     vectors = await admit(
@@ -199,8 +200,8 @@ async def embed(req: EmbedRequest, request: Request, timeout: Timeout = None) ->
 async def summarize(
     req: SummarizeRequest, request: Request, timeout: Timeout = None
 ) -> dict:
-    """Extractive summary: the most central sentences (LexRank), in their original
-    order."""
+    """Extractive summary: the most central
+    sentences (LexRank), in their original order."""
     served_of(request)
     n = len(split_sentences(req.text))
     if n > LIMITS["max_sentences"]:
@@ -268,23 +269,17 @@ ENDPOINTS = [  # path, function, response model
     ("/summarize", summarize, SummarizeResponse),
 ]
 
-# notebooks/09_serving.ipynb, cell 48e0740e (chapter 9)
-def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
-    """The FastAPI app; the model loads at start-up (503s without one, or no start at
-    all
-    with DSMINI_REQUIRE_MODEL=1)."""
+# notebooks/09_serving.ipynb, cell a450e012 (chapter 9)
+def lifespan_for(checkpoint_dir: str | Path | None) -> Callable:
+    """Start-up: load the model, make and start the lanes. Shutdown: stop them."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_logging()
         threads = os.environ.get("DSMINI_TORCH_THREADS", "").strip()
-        if (
-            threads.isdigit() and int(threads) > 0
-        ):  # 1 on a small CPU: one core for HTTP
-            torch.set_num_threads(int(threads))
-        sys.setswitchinterval(
-            0.001
-        )  # the event loop waits at most ~1 ms for the GIL, not 5
+        if threads.isdigit() and int(threads) > 0:
+            torch.set_num_threads(int(threads))  # 1 on a small CPU: a core for HTTP
+        sys.setswitchinterval(0.001)  # the event loop waits ~1 ms for the GIL, not 5
         model, why = await asyncio.to_thread(load_model, checkpoint_dir)
         if model is None:
             log.error("NO MODEL: %s", why)
@@ -300,10 +295,17 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
         for lane in app.state.lanes.values():
             await stop_lane(lane)
 
+    return lifespan
+
+# notebooks/09_serving.ipynb, cell a77a8365 (chapter 9)
+def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
+    """The FastAPI app; the model loads at start-up (without one: 503s, or no
+    start at all with DSMINI_REQUIRE_MODEL=1)."""
+
     app = FastAPI(
         title="DeepSeek-Mini",
         version="0.2.0",
-        lifespan=lifespan,
+        lifespan=lifespan_for(checkpoint_dir),
         default_response_class=SafeJSONResponse,
         description=(
             "A small masked language model: fill-mask, embeddings, generation by "

@@ -62,10 +62,10 @@ class RequestIdFilter(logging.Filter):
         record.request_id = request_id.get()
         return True
 
-# notebooks/09_serving.ipynb, cell 7b1f6931 (chapter 9)
+# notebooks/09_serving.ipynb, cell 123824f4 (chapter 9)
 def configure_logging(level: int = logging.INFO) -> None:
-    """dsmini.* log lines go to stderr as `time level [request id] logger: message`
-    (once)."""
+    """dsmini.* log lines go to stderr as `time
+    level [request id] logger: message` (once)."""
     if log.handlers:
         return
     handler = logging.StreamHandler()
@@ -79,7 +79,7 @@ def configure_logging(level: int = logging.INFO) -> None:
     log.setLevel(level)
     log.propagate = False
 
-# notebooks/09_serving.ipynb, cell 113639da (chapter 9)
+# notebooks/09_serving.ipynb, cell 417bca61 (chapter 9)
 class ErrorBody(BaseModel):
     detail: str
 
@@ -97,18 +97,18 @@ class ValidationErrorBody(BaseModel):
 
 
 class SafeJSONResponse(JSONResponse):
-    """JSON with non-ASCII escaped: always encodable, even a lone surrogate in a field
-    name."""
+    """JSON with non-ASCII escaped: always encodable,
+    even a lone surrogate in a field name."""
 
     def render(self, content: Any) -> bytes:
         return json.dumps(
             content, ensure_ascii=True, allow_nan=False, separators=(",", ":")
         ).encode("ascii")
 
-# notebooks/09_serving.ipynb, cell 79ebdcce (chapter 9)
+# notebooks/09_serving.ipynb, cell 123b14f0 (chapter 9)
 def human_message(errors: list[dict[str, Any]]) -> str:
-    """One sentence per pydantic error: `field 'top_k': Input should be less than or
-    equal to 50`."""
+    """One sentence per pydantic error: `field 'top_k':
+    Input should be less than or equal to 50`."""
     parts = []
     for err in errors:
         if err.get("type") == "json_invalid":
@@ -134,8 +134,8 @@ def human_message(errors: list[dict[str, Any]]) -> str:
 
 
 def validation_reply(errors: list[dict[str, Any]]) -> dict[str, Any]:
-    """The 422 body: a sentence, the first MAX_LISTED_ERRORS errors, and how many more
-    there were."""
+    """The 422 body: a sentence, the first
+    MAX_LISTED_ERRORS errors, and how many more there were."""
     shown = list(errors[:MAX_LISTED_ERRORS])
     more = len(errors) - len(shown)
     detail = human_message(shown) + (f"; and {more} more errors" if more else "")
@@ -149,7 +149,7 @@ def validation_reply(errors: list[dict[str, Any]]) -> dict[str, Any]:
     ]
     return {"detail": detail, "errors": listed, "more_errors": more}
 
-# notebooks/09_serving.ipynb, cell 7d87ba0a (chapter 9)
+# notebooks/09_serving.ipynb, cell ca7b55b9 (chapter 9)
 PARSE_ERRORS = {  # what FastAPI's "There was an error parsing the body" was caused by
     UnicodeDecodeError: "the body is not valid UTF-8: send JSON encoded as UTF-8",
     RecursionError: "the JSON is nested too deeply",
@@ -166,8 +166,8 @@ async def on_validation_error(
 
 
 async def on_http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Every HTTP error as {"detail": ...}; a 422 in the same shape as validation
-    errors."""
+    """Every HTTP error as {"detail": ...}; a 422
+    in the same shape as validation errors."""
     detail = str(exc.detail)
     if exc.status_code == 400:
         detail = next(
@@ -190,12 +190,11 @@ def add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(StarletteHTTPException, on_http_error)
 
-# notebooks/09_serving.ipynb, cell ec5a9f2c (chapter 9)
+# notebooks/09_serving.ipynb, cell fc3c8942 (chapter 9)
 class RequestGuard:
-    """ASGI middleware: request id (X-Request-ID in and out), one access-log line per
-    request,
-    415 for a body that is not JSON, 413 for a body over `max_bytes` (declared or
-    streamed)."""
+    """ASGI middleware: request id (X-Request-ID in and out), one
+    access-log line per request, 415 for a body that is not JSON,
+    413 for a body over `max_bytes` (declared or streamed)."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
@@ -286,19 +285,18 @@ class RequestGuard:
 
         await self.app(scope, counting_receive, send)
 
-# notebooks/09_serving.ipynb, cell d042f6f8 (chapter 9)
+# notebooks/09_serving.ipynb, cell 59256250 (chapter 9)
 class BodyTooLarge(HTTPException):
-    """413 raised while the body is read (FastAPI passes HTTPExceptions from the body
-    through)."""
+    """413 raised while the body is read (FastAPI
+    passes HTTPExceptions from the body through)."""
 
     def __init__(self, detail: str) -> None:
         super().__init__(status_code=413, detail=detail)
 
-# notebooks/09_serving.ipynb, cell f4e283cf (chapter 9)
+# notebooks/09_serving.ipynb, cell bb28d7fe (chapter 9)
 class LaneCollector:
-    """Prometheus metrics read from the lanes at scrape time: queue depth, answers by
-    outcome,
-    batches and the items in them (mean batch size = items / batches)."""
+    """Prometheus metrics read from the lanes at scrape time: queue depth, answers
+    by outcome, batches and the items in them (mean batch size = items / batches)."""
 
     def __init__(self, lanes: dict[str, Any]) -> None:
         self.lanes = lanes
@@ -331,8 +329,9 @@ class LaneCollector:
 
 
 def add_metrics(app: FastAPI, lanes: dict[str, Any]) -> None:
-    """/metrics: request counts and latency histograms per endpoint (prometheus-fastapi-
-    instrumentator) and the lanes' figures, in a registry of the app's own."""
+    """/metrics: request counts and latency histograms
+    per endpoint (prometheus-fastapi- instrumentator) and
+    the lanes' figures, in a registry of the app's own."""
     registry = CollectorRegistry()
     registry.register(LaneCollector(lanes))
     Instrumentator(registry=registry, excluded_handlers=["/metrics"]).instrument(

@@ -26,12 +26,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from dsmini_helpers.server_runtime import log
 
-# notebooks/09_serving.ipynb, cell 8bc1ea93 (chapter 9)
+# notebooks/09_serving.ipynb, cell 5335b944 (chapter 9)
 class SlowClientTimeoutH11(H11Protocol):
-    """uvicorn's h11 protocol with a read deadline: a connection must send a whole
-    request
-    within $DSMINI_READ_TIMEOUT seconds (default 10) of opening or of its last
-    answer."""
+    """uvicorn's h11 protocol with a read deadline: a connection
+    must send a whole request within $DSMINI_READ_TIMEOUT
+    seconds (default 10) of opening or of its last answer."""
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
@@ -106,7 +105,7 @@ def _die_with_parent() -> None:
             1, signal.SIGTERM
         )  # PR_SET_PDEATHSIG
 
-# notebooks/09_serving.ipynb, cell 0623489a (chapter 9)
+# notebooks/09_serving.ipynb, cell 13f8a6e6 (chapter 9)
 @contextlib.contextmanager
 def running_server(
     checkpoint_dir: str | Path | None = None,
@@ -117,11 +116,9 @@ def running_server(
     log_to: str | Path | None = None,
     app: str = "dsmini_helpers.api:app",
 ) -> Iterator[str]:
-    """Run `uvicorn <app>` (with UVICORN_FLAGS) in a subprocess; yield its URL once it
-    answers
-    /health, stop it at the end. RuntimeError with its log if it dies. The server's log
-    goes
-    to `log_to` if given (else a temporary file)."""
+    """Run `uvicorn <app>` (with UVICORN_FLAGS) in a subprocess; yield its URL
+    once it answers /health, stop it at the end. RuntimeError with its log if it
+    dies. The server's log goes to `log_to` if given (else a temporary file)."""
     port = port or free_port(host)
     env = {**os.environ, **(env or {})}
     if checkpoint_dir is not None:

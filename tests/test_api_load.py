@@ -1,13 +1,14 @@
 """Chapter 9 under load and abuse, over real HTTP (uvicorn in a subprocess on 127.0.0.1): a disconnect cancels its
 work, a full queue answers 429 at once (while accepted requests still run), /health answers while the model is busy,
 a deadline gives 504, slow and silent connections are closed, request ids reach the client and every log line, and
-huge error lists are capped. Outcomes are checked by order and count; the only time bounds are generous safety
-margins (20 times the benchmark's goals), not measurements (those are in benchmarks/bench_api.py)."""
+huge error lists are capped. Outcomes are checked by order, count and comparison with the accepted requests,
+never against a clock (time limits here are only safety stops; measurements are in benchmarks/bench_api.py)."""
 
 import concurrent.futures
 import re
 import shlex
 import socket
+import statistics
 import time
 from pathlib import Path
 
@@ -47,6 +48,12 @@ def metric(url: str, lane: str, outcome: str) -> float:
     return float(m.group(1)) if m else 0.0
 
 
+def batch_items(url: str, lane: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    m = re.search(rf'dsmini_batch_items_total\{{lane="{lane}"\}} (\S+)', text)
+    return float(m.group(1)) if m else 0.0
+
+
 def wait_idle(url: str, lane: str, limit_s: float) -> float:
     """Seconds until the lane has nothing running or waiting (or `limit_s`)."""
     start = time.monotonic()
@@ -73,17 +80,19 @@ def test_full_queue_answers_429_at_once_and_health_stays_fast(server):
     assert set(statuses) <= {200, 429} and statuses.count(429) >= 1 and statuses.count(200) >= 16
     last_done = max(end for status, _, end, _ in results if status == 200)
     refused = [(start, end, headers) for status, start, end, headers in results if status == 429]
-    slowest = max(end - start for start, end, _ in refused)
-    assert slowest < 1.0, slowest  # the goal is 50 ms; 1 s is a safety margin
+    accepted_ms = statistics.median(end - start for status, start, end, _ in results if status == 200)
     assert all(int(h["retry-after"]) >= 1 for _, _, h in refused)
-    assert max(end for _, end, _ in refused) < last_done  # a fast "no", while the accepted ones still run
-    assert all(end - start < 1.0 for start, end in probes)  # liveness never waits for the model
-    assert all(end < last_done for _, end in probes)  # ... and they came while the model was busy
+    assert max(end for _, end, _ in refused) < last_done  # refused while the accepted ones still run ...
+    assert statistics.median(end - start for start, end, _ in refused) < accepted_ms / 4  # ... and fast
+    assert all(end < last_done for _, end in probes)  # liveness answers while the model is busy ...
+    assert statistics.median(end - start for start, end in probes) < accepted_ms / 4  # ... without waiting
 
 
 def test_disconnected_clients_stop_their_work(server):
     url, _ = server
     before = metric(url, "generate", "disconnected")
+    dropped_before = metric(url, "generate", "dropped_before_running")
+    run_before = batch_items(url, "generate")
     def leave_early(_) -> bool:
         try:
             httpx.post(f"{url}/generate", json=COSTLY, timeout=0.3)
@@ -93,11 +102,11 @@ def test_disconnected_clients_stop_their_work(server):
 
     with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
         left = sum(pool.map(leave_early, range(40)))
-    gone_at = time.monotonic()
     assert left >= 20 and metric(url, "generate", "disconnected") - before >= left - 2
-    # 40 costly generations take 3 batches of several seconds on 2 cores; abandoned, the lane is idle at once
-    assert wait_idle(url, "generate", limit_s=20) < 2.0, "the server kept working for clients that left"
-    assert time.monotonic() - gone_at < 5.0
+    wait_idle(url, "generate", limit_s=30)
+    # the waiting ones were dropped without running; only the batch already running had started
+    assert metric(url, "generate", "dropped_before_running") - dropped_before >= 1
+    assert batch_items(url, "generate") - run_before < left
 
 
 def test_a_deadline_gives_504_and_no_late_answer(server):
@@ -106,9 +115,9 @@ def test_a_deadline_gives_504_and_no_late_answer(server):
         busy = [pool.submit(post, url, "/generate", COSTLY, timeout=1.5) for _ in range(32)]
         time.sleep(0.2)
         status, start, end, _ = post(url, "/generate", COSTLY, {"X-Request-Timeout": "0.1"})
-        concurrent.futures.wait(busy)
-    assert status == 504 and end - start < 0.1 + 1.0  # answered at its deadline, not after the queue drained
-    assert wait_idle(url, "generate", limit_s=20) < 2.0
+        busy_ends = [f.result()[2] for f in busy]
+    assert status == 504 and end < min(busy_ends)  # at its deadline, before the busy clients even gave up
+    wait_idle(url, "generate", limit_s=30)
 
 
 def test_silent_and_dribbling_connections_are_closed(server):
