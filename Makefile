@@ -78,8 +78,13 @@ test: lint export-check unit notebooks book-ci browser
 lab: install
 	$(BIN)/jupyter lab notebooks
 
+# Chapter 9's server with its transport limits (the same flags as server_transport.UVICORN_FLAGS);
+# DSMINI_PROFILE picks the checkpoint, DSMINI_REQUIRE_MODEL=1 refuses to start without one.
 serve: install
-	$(BIN)/uvicorn dsmini_helpers.api:app --host $${HOST:-127.0.0.1} --port $${PORT:-8000}
+	$(BIN)/uvicorn dsmini_helpers.api:app --host $${HOST:-127.0.0.1} --port $${PORT:-8000} \
+	  --http dsmini_helpers.server_transport:SlowClientTimeoutH11 --limit-concurrency 200 \
+	  --timeout-keep-alive 5 --timeout-graceful-shutdown 10 --h11-max-incomplete-event-size 16384 \
+	  --no-access-log
 
 bench: install-dev
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

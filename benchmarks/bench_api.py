@@ -1,22 +1,23 @@
-"""Benchmark: the HTTP API of chapter 9 under load, /embed and /predict with 64-token inputs (chapter 9).
+"""Benchmark: chapter 9's server under load on the loopback: /health, deadlines, 429s, /embed, batched /generate.
 
-The server is the real thing: `uvicorn dsmini_helpers.api:app` in a subprocess on 127.0.0.1, serving a chapter-7
-checkpoint (default: the `ci` one). For each endpoint, 1 and then 8 client threads send requests back to back for a
-fixed time after a warm-up; we report p50/p95/p99 latency, requests per second and errors. The clients use the
-standard library's `http.client` with keep-alive, the lightest Python client, because on a 2-core machine every
-cycle a client spends is taken from the server. Side by side, in the same run:
-- the same call in-process (`Model.embed` / `Model.fill_mask`, one caller, no HTTP): what HTTP, JSON and
-  queueing add;
-- the server with PyTorch's default number of threads (one per core) and with DSMINI_TORCH_THREADS=1.
-/embed goes through the server's MicroBatcher (concurrent requests share a forward pass); /predict does not, so
-the two endpoints also show what batching buys.
-Figures are noisy when other work shares the machine.
+The server is the real thing: `uvicorn dsmini_helpers.api:app` with chapter 9's transport limits, in a subprocess on
+127.0.0.1, serving a chapter-7 checkpoint (default: the `ci` one), with DSMINI_TORCH_THREADS=1 (on 2 cores, one for
+the model and one for HTTP and the clients). Two servers side by side: batching on (the chapter's lanes) and
+batching off (DSMINI_MAX_BATCH_ITEMS=1, every request its own forward passes). Cases, each for a fixed time after a
+warm-up, every client loop bounded in requests and time:
+- 8 clients: /embed (batching on), /generate (16 new tokens, greedy) on both servers;
+- 100 mixed clients on the batching server: 60 ask /generate with a 5 s deadline (X-Request-Timeout), more than
+  its queue holds, so some are refused with 429 (and pause 0.25 s); 10 /predict, 10 /embed and 5 /summarize back
+  to back; 15 probe /health every 50 ms.
+The clients use the standard library's `http.client` with keep-alive (the lightest Python client: on 2 cores every
+cycle a client spends is taken from the server). Figures are noisy when other work shares the machine.
 
-Goal on CPU (chapter 9): p95 < 50 ms for /embed with 8 concurrent clients, zero errors.
+Goals on CPU (issue 18): /health p99 < 50 ms under the mixed load; no accepted request answered after its deadline;
+429s within 50 ms; /embed p95 < 50 ms at 8 clients; /generate throughput with batching >= 3x without, at 8 clients.
 
     python benchmarks/bench_api.py                 # full size (about two minutes)
     python benchmarks/bench_api.py --quick         # seconds (for the tests)
-    python benchmarks/bench_api.py --json benchmarks/results/bench_api.json
+    python benchmarks/bench_api.py --before-ref 4e06ca2 --json benchmarks/results/bench_api_load.json
 """
 
 from __future__ import annotations
@@ -24,19 +25,31 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import os
 import platform
-import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-GOAL_P95_MS = 50.0
-INPUT_TOKENS = 64
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import write_json  # noqa: E402
+
+GOAL_MS = 50.0
+DEADLINE_SLACK_S = 0.1  # HTTP and client scheduling on top of the server's deadline
+MAX_REQUESTS_PER_CLIENT = 10_000
+RETRY_PAUSE_S = 0.25  # a client pauses after a 429 (a polite one would wait Retry-After; this keeps the pressure on)
+HEALTH_EVERY_S = 0.05  # the /health clients probe every 50 ms, as a (very eager) load balancer would
 
 
 def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100) by linear interpolation between order statistics."""
+    """The q-th percentile (0-100) by linear interpolation between order statistics (nan if empty)."""
     s = sorted(values)
     if not s:
         return float("nan")
@@ -45,182 +58,255 @@ def percentile(values: list[float], q: float) -> float:
     return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
-def make_inputs(model, n_tokens: int = INPUT_TOKENS) -> tuple[str, str, int, int]:
-    """A validation-corpus text of exactly `n_tokens` tokens, and the same with its middle token as [MASK]."""
-    from dsmini_helpers.data import load_texts
+class Client:
+    """One keep-alive connection; `call` returns (status, ms), status 0 for a transport error."""
 
+    def __init__(self, url: str, timeout: float = 60.0) -> None:
+        self.host, port = url.removeprefix("http://").split(":")
+        self.port, self.timeout = int(port), timeout
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
+
+    def call(self, method: str, path: str, body: bytes | None, headers: dict) -> tuple[int, float]:
+        t0 = time.perf_counter()
+        try:
+            self.conn.request(method, path, body=body, headers=headers)
+            r = self.conn.getresponse()
+            r.read()
+            status = r.status
+            if r.getheader("connection", "").lower() == "close":
+                self.reconnect()
+        except (OSError, http.client.HTTPException):
+            status = 0
+            self.reconnect()
+        return status, (time.perf_counter() - t0) * 1000
+
+    def reconnect(self) -> None:
+        self.conn.close()
+        self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+
+def run_clients(url: str, plans: list[tuple], seconds: float, warmup: int,
+                on_start: Callable[[], None] = lambda: None) -> list[list[tuple]]:
+    """One thread per plan (method, path, body, headers, pause_s); all start together after their warm-up and send
+    for `seconds` (and at most MAX_REQUESTS_PER_CLIENT), pausing `pause_s` after each answer and RETRY_PAUSE_S
+    after a 429. Per client: [(status, ms), ...]."""
+    clock: dict[str, float] = {}
+    def release() -> None:  # once, when every client has warmed up
+        clock["stop"] = time.perf_counter() + seconds
+        on_start()
+
+    start = threading.Barrier(len(plans) + 1, action=release)
+    results: list[list[tuple]] = [[] for _ in plans]
+
+    def worker(i: int) -> None:
+        method, path, body, headers, pause_s = plans[i]
+        payload = json.dumps(body).encode() if body is not None else None
+        hdrs = {"content-type": "application/json", **headers} if payload else dict(headers)
+        client = Client(url)
+        for _ in range(warmup):
+            client.call(method, path, payload, hdrs)
+        start.wait()
+        client.reconnect()  # the warm-up connection may have idled past the keep-alive timeout
+        mine = results[i]
+        while time.perf_counter() < clock["stop"] and len(mine) < MAX_REQUESTS_PER_CLIENT:
+            mine.append(client.call(method, path, payload, hdrs))
+            time.sleep(RETRY_PAUSE_S if mine[-1][0] == 429 else pause_s)
+        client.conn.close()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(plans))]
+    for t in threads:
+        t.start()
+    start.wait()
+    for t in threads:
+        t.join()
+    return results
+
+
+def summarize(case: str, server: str, endpoint: str, clients: int, calls: list[tuple], seconds: float,
+              deadline_s: float | None = None) -> dict:
+    ok = [ms for status, ms in calls if status == 200]
+    refused = [ms for status, ms in calls if status == 429]
+    late = [ms for status, ms in calls if status == 504]
+    accepted = [ms for status, ms in calls if status in (200, 504)]
+    row = {"case": case, "server": server, "endpoint": endpoint, "clients": clients, "requests": len(calls),
+           "ok": len(ok), "status_429": len(refused), "status_504": len(late),
+           "errors": sum(1 for status, _ in calls if status not in (200, 429, 504)),
+           "p50_ms": round(percentile(ok, 50), 2), "p95_ms": round(percentile(ok, 95), 2),
+           "p99_ms": round(percentile(ok, 99), 2), "req_per_s": round(len(ok) / seconds, 2),
+           "p99_429_ms": round(percentile(refused, 99), 2)}
+    if deadline_s is not None:
+        row["deadline_s"] = deadline_s
+        row["over_deadline"] = sum(1 for ms in accepted if ms > (deadline_s + DEADLINE_SLACK_S) * 1000)
+        row["accepted"] = len(accepted)
+    return row
+
+
+HEALTH_PLAN = ("GET", "/health", None, {}, HEALTH_EVERY_S)
+
+
+def probe_health(url: str, clients: int, seconds: float) -> None:
+    """--probe mode: `clients` /health probers for `seconds`; prints [[status, ms], ...] as JSON."""
+    calls = run_clients(url, [HEALTH_PLAN] * clients, seconds, warmup=1)
+    print(json.dumps(sum(calls, [])))
+
+
+def start_probers(url: str, clients: int, seconds: float) -> subprocess.Popen:
+    """The /health probers in a process of their own, as a load balancer's would be: the GIL of the 85 other
+    client threads does not delay them."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", url, "--probe-clients", str(clients),
+           "--seconds", str(seconds)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+
+
+def run_mixed(url: str, mixed: list[tuple[str, tuple]], seconds: float, warmup: int) -> dict[str, list[tuple]]:
+    """The mixed case: the /health probers in their own process, the rest here; calls by endpoint."""
+    load = [(e, plan) for e, plan in mixed if e != "/health"]
+    probers: list[subprocess.Popen] = []
+
+    def start() -> None:
+        probers.append(start_probers(url, len(mixed) - len(load), seconds * 0.9))
+
+    calls = run_clients(url, [plan for _, plan in load], seconds, warmup, on_start=start)
+    by_endpoint = {e: sum((c for (e2, _), c in zip(load, calls) if e2 == e), []) for e, _ in load}
+    by_endpoint["/health"] = [tuple(c) for c in json.loads(probers[0].communicate(timeout=seconds + 60)[0])]
+    return by_endpoint
+
+
+def mixed_plans(n: int, text: str, masked: str, deadline_s: float, new_tokens: int) -> list[tuple[str, tuple]]:
+    """(endpoint, plan) for n clients in the proportions 60/10/10/5/15 (generate/predict/embed/summarize/health);
+    the /health clients are run by start_probers."""
+    timeout = {"X-Request-Timeout": str(deadline_s)}
+    generate = {"prompt": text[:60], "max_new_tokens": new_tokens}
+    kinds = [("/generate", ("POST", "/generate", generate, timeout, 0.0))] * 60
+    kinds += [("/predict", ("POST", "/predict", {"text": masked}, timeout, 0.0))] * 10
+    kinds += [("/embed", ("POST", "/embed", {"texts": [text]}, timeout, 0.0))] * 10
+    kinds += [("/summarize", ("POST", "/summarize", {"text": (text + ". ") * 3}, timeout, 0.0))] * 5
+    kinds += [("/health", HEALTH_PLAN)] * 15
+    return [kinds[(i * 100) // n] for i in range(n)]
+
+
+def before_server(ref: str) -> tuple[str, dict, str]:
+    """(name, env, app) for the server of `git show <ref>:dsmini_helpers/api.py`, run from a temporary folder."""
+    source = subprocess.run(["git", "show", f"{ref}:dsmini_helpers/api.py"], cwd=ROOT, capture_output=True,
+                            text=True, check=True).stdout
+    folder = Path(tempfile.mkdtemp(prefix="dsmini-before-"))
+    (folder / "dsmini_before_api.py").write_text(source, encoding="utf-8")
+    path = os.pathsep.join(p for p in (str(folder), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return f"before ({ref[:7]})", {"PYTHONPATH": path}, "dsmini_before_api:app"
+
+
+def make_inputs(checkpoint: Path, n_tokens: int = 48) -> tuple[str, str]:
+    """A validation-corpus text of `n_tokens` tokens, and the same with its middle token as [MASK]."""
+    from dsmini_helpers.data import load_texts
+    from dsmini_helpers.inference import Model
+
+    model = Model.load(checkpoint, device="cpu")
     ids: list[int] = []
     for doc in load_texts("valid"):
         ids += model.tokens(doc)
         if len(ids) >= 4 * n_tokens:
             break
     ids = ids[:n_tokens]
-    text = model.decode(ids)
     half = n_tokens // 2
-    masked = model.decode(ids[:half]) + "[MASK]" + model.decode(ids[half + 1:])
-    return text, masked, len(model.tokens(text)), len(model.tokens(masked))
+    return model.decode(ids), model.decode(ids[:half]) + "[MASK]" + model.decode(ids[half + 1:])
 
 
-def load(url: str, path: str, body: dict, clients: int, seconds: float, warmup: int) -> dict:
-    """`clients` threads post `body` to `url + path` back to back for `seconds`; latencies in ms and errors."""
-    host, port = url.removeprefix("http://").split(":")
-    payload = json.dumps(body).encode("utf-8")
-    headers = {"content-type": "application/json"}
-    latencies: list[float] = []
-    errors: list[str] = []
-    lock = threading.Lock()
-    clock = {}
-
-    def set_clock() -> None:  # runs once, when every client has warmed up, before any is released
-        clock["t0"] = time.perf_counter()
-        clock["stop"] = clock["t0"] + seconds
-
-    start = threading.Barrier(clients + 1, action=set_clock)
-
-    def post(conn: http.client.HTTPConnection) -> tuple[int, bytes]:
-        conn.request("POST", path, body=payload, headers=headers)
-        r = conn.getresponse()
-        return r.status, r.read()
-
-    def worker() -> None:
-        conn = http.client.HTTPConnection(host, int(port), timeout=30)  # one keep-alive connection per client
-        for _ in range(warmup):
-            post(conn)
-        start.wait()
-        mine, bad = [], []
-        while time.perf_counter() < clock["stop"]:
-            t0 = time.perf_counter()
-            try:
-                status, data = post(conn)
-                ok = status == 200 and data.startswith(b"{")
-                if not ok:
-                    bad.append(f"{status}: {data[:100]!r}")
-            except (OSError, http.client.HTTPException) as e:
-                ok = False
-                bad.append(type(e).__name__)
-                conn.close()
-                conn = http.client.HTTPConnection(host, int(port), timeout=30)
-            if ok:
-                mine.append((time.perf_counter() - t0) * 1000)
-        conn.close()
-        with lock:
-            latencies.extend(mine)
-            errors.extend(bad)
-
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    start.wait()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - clock["t0"]
-    return {"latencies": latencies, "errors": errors, "elapsed_s": elapsed}
-
-
-def in_process(fn, seconds: float, warmup: int) -> list[float]:
-    """Call fn() back to back for `seconds` after `warmup` calls; latencies in ms."""
-    for _ in range(warmup):
-        fn()
-    out, stop_at = [], time.perf_counter() + seconds
-    while time.perf_counter() < stop_at:
-        t0 = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - t0) * 1000)
-    return out
-
-
-def row(endpoint: str, how: str, threads: str, clients: int, latencies: list[float], errors: int, elapsed: float,
-        tokens: int) -> dict:
-    return {"endpoint": endpoint, "how": how, "torch_threads": threads, "clients": clients, "input_tokens": tokens,
-            "requests": len(latencies), "errors": errors,
-            "p50_ms": round(percentile(latencies, 50), 2), "p95_ms": round(percentile(latencies, 95), 2),
-            "p99_ms": round(percentile(latencies, 99), 2), "mean_ms": round(statistics.fmean(latencies), 2),
-            "req_per_s": round(len(latencies) / elapsed, 1)}
+def print_table(rows: list[dict]) -> None:
+    print("latency of answered requests (ms), answers per second, and how many got 429 / 504 / errors")
+    print(f"{'case':18s} {'server':17s} {'endpoint':10s} {'clients':>7s} {'requests':>8s} {'p50 ms':>7s} "
+          f"{'p95 ms':>7s} {'p99 ms':>7s} {'req/s':>7s} {'429':>5s} {'429 p99':>7s} {'504':>4s} {'errors':>6s}")
+    for r in rows:
+        print(f"{r['case']:18s} {r['server']:17s} {r['endpoint']:10s} {r['clients']:7d} {r['requests']:8d} "
+              f"{r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} {r['req_per_s']:7.1f} "
+              f"{r['status_429']:5d} {r['p99_429_ms']:7.1f} {r['status_504']:4d} {r['errors']:6d}")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="about a second per case (for the tests)")
-    parser.add_argument("--json", help="write rows and ratios to this file")
+    parser.add_argument("--quick", action="store_true", help="a second per case, 20 mixed clients (for the tests)")
+    parser.add_argument("--json", type=Path, help="write rows and ratios to this file")
     parser.add_argument("--checkpoint", help="checkpoint folder (default: chapter 7's `ci` checkpoint)")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=None, help="measured seconds per case (default 10)")
+    parser.add_argument("--clients", type=int, default=None, help="mixed clients (default 100; 20 with --quick)")
+    parser.add_argument("--seconds", type=float, default=None, help="measured seconds per case (default 15)")
+    parser.add_argument("--before-ref", help="also run /generate with 8 clients on chapter 9's server as of this git "
+                                             "commit (its dsmini_helpers/api.py), e.g. the commit before issue 18")
+    parser.add_argument("--probe", metavar="URL", help=argparse.SUPPRESS)  # the /health probers' process
+    parser.add_argument("--probe-clients", type=int, default=15, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    seconds = args.seconds or (1.0 if args.quick else 10.0)
-    warmup = 2 if args.quick else 10
+    if args.probe:
+        probe_health(args.probe, args.probe_clients, args.seconds)
+        return 0
+    seconds = args.seconds or (1.0 if args.quick else 15.0)
+    mixed_n = args.clients or (20 if args.quick else 100)
+    warmup = 1 if args.quick else 3
+    deadline_s = 5.0
+    new_tokens = 4 if args.quick else 16
 
     import torch
 
-    from dsmini_helpers.api import running_server
-    from dsmini_helpers.inference import Model
     from dsmini_helpers.runs import get_checkpoint
+    from dsmini_helpers.server_transport import running_server
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else get_checkpoint("ci")
-    model = Model.load(checkpoint, device="cpu")
-    text, masked, n_text, n_masked = make_inputs(model)
-    n_parameters = model.n_parameters
-    print(f"checkpoint {checkpoint} ({model.n_parameters:,} parameters) | inputs: {n_text} tokens (/embed), "
-          f"{n_masked} tokens with one [MASK] (/predict) | {args.clients} clients, {seconds:.0f} s per case | "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-
+    text, masked = make_inputs(checkpoint)
+    print(f"checkpoint {checkpoint} | {seconds:.0f} s per case, {mixed_n} mixed clients, /generate "
+          f"{new_tokens} new tokens | torch {torch.__version__}, DSMINI_TORCH_THREADS=1")
+    generate = ("POST", "/generate", {"prompt": text[:60], "max_new_tokens": new_tokens}, {}, 0.0)
+    embed = ("POST", "/embed", {"texts": [text]}, {}, 0.0)
     rows = []
-    default_threads = str(torch.get_num_threads())
-    for endpoint, fn, tokens in [("/embed", lambda: model.embed([text]), n_text),
-                                 ("/predict", lambda: model.fill_mask(masked, 5), n_masked)]:
-        lat = in_process(fn, seconds, warmup)
-        rows.append(row(endpoint, "in-process, no HTTP", default_threads, 1, lat, 0, seconds, tokens))
+    servers = [("batching on", {}, "dsmini_helpers.api:app"),
+               ("batching off", {"DSMINI_MAX_BATCH_ITEMS": "1"}, "dsmini_helpers.api:app")]
+    if args.before_ref:
+        servers.append(before_server(args.before_ref))
+    for server, env, app in servers:
+        with running_server(checkpoint, env={"DSMINI_TORCH_THREADS": "1", **env}, app=app) as url:
+            plans = [("/generate", generate)] + ([("/embed", embed)] if server == "batching on" else [])
+            for endpoint, plan in plans:
+                calls = run_clients(url, [plan] * 8, seconds, warmup)
+                rows.append(summarize("8 clients", server, endpoint, 8, sum(calls, []), seconds))
+            if server == "batching on":
+                mixed = mixed_plans(mixed_n, text, masked, deadline_s, new_tokens)
+                by_endpoint = run_mixed(url, mixed, seconds, warmup)
+                for endpoint, mine in by_endpoint.items():
+                    n = sum(1 for e, _ in mixed if e == endpoint)
+                    rows.append(summarize(f"{mixed_n} mixed clients", server, endpoint, n, mine, seconds,
+                                          None if endpoint == "/health" else deadline_s))
+    print_table(rows)
 
-    for threads in (default_threads, "1"):
-        with running_server(checkpoint, env={"DSMINI_TORCH_THREADS": threads}) as url:
-            for endpoint, body, tokens in [("/embed", {"texts": [text]}, n_text),
-                                           ("/predict", {"text": masked, "top_k": 5}, n_masked)]:
-                for clients in (1, args.clients):
-                    res = load(url, endpoint, body, clients, seconds, warmup)
-                    rows.append(row(endpoint, "HTTP on loopback", threads, clients, res["latencies"],
-                                    len(res["errors"]), res["elapsed_s"], tokens))
-                    if res["errors"]:
-                        print(f"  {endpoint}: {len(res['errors'])} errors, e.g. {res['errors'][0]}")
+    def find(case: str, server: str, endpoint: str) -> dict:
+        return next(r for r in rows if r["case"] == case and r["server"] == server and r["endpoint"] == endpoint)
 
-    header = f"{'endpoint':10s} {'how':20s} {'threads':>7s} {'clients':>7s} {'tokens':>6s} {'requests':>8s} " \
-             f"{'errors':>6s} {'p50 ms':>7s} {'p95 ms':>7s} {'p99 ms':>7s} {'req/s':>7s}"
-    print("latency per request (ms) and throughput; threads = PyTorch threads of the process that runs the model")
-    print(header)
-    for r in rows:
-        print(f"{r['endpoint']:10s} {r['how']:20s} {r['torch_threads']:>7s} {r['clients']:7d} {r['input_tokens']:6d} "
-              f"{r['requests']:8d} {r['errors']:6d} {r['p50_ms']:7.1f} {r['p95_ms']:7.1f} {r['p99_ms']:7.1f} "
-              f"{r['req_per_s']:7.1f}")
-
-    def find(endpoint: str, how: str, clients: int, threads: str) -> dict:
-        return next(r for r in rows if r["endpoint"] == endpoint and r["how"].startswith(how)
-                    and r["clients"] == clients and r["torch_threads"] == threads)
-
-    n = args.clients
-    ratios = {}
-    for ep, name in (("/embed", "embed"), ("/predict", "predict")):
-        for threads, label in ((default_threads, "default_threads"), ("1", "1_thread")):
-            ratios[f"{name}_goal_50ms_over_p95_{n}_clients_{label}"] = round(
-                GOAL_P95_MS / find(ep, "HTTP", n, threads)["p95_ms"], 3)
-    for ep, name in (("/embed", "embed"), ("/predict", "predict")):
-        ratios[f"{name}_http_{n}_clients_1_thread_over_in_process_req_per_s"] = round(
-            find(ep, "HTTP", n, "1")["req_per_s"] / find(ep, "in-process", 1, default_threads)["req_per_s"], 3)
-    total_errors = sum(r["errors"] for r in rows)
-    best = min(find("/embed", "HTTP", n, t)["p95_ms"] for t in (default_threads, "1"))
-    print(f"errors: {total_errors} | goal: /embed p95 < {GOAL_P95_MS:.0f} ms with {n} clients: "
-          f"{'met' if best < GOAL_P95_MS else 'NOT met'} (best p95 {best:.1f} ms)")
+    mixed_rows = [r for r in rows if r["case"].endswith("mixed clients")]
+    accepted = sum(r.get("accepted", 0) for r in mixed_rows)
+    over = sum(r.get("over_deadline", 0) for r in mixed_rows)
+    refusals = [r["p99_429_ms"] for r in mixed_rows if r["status_429"]]
+    health = find(f"{mixed_n} mixed clients", "batching on", "/health")
+    on, off = (find("8 clients", s, "/generate") for s in ("batching on", "batching off"))
+    ratios = {
+        "health_goal_50ms_over_p99_mixed": round(GOAL_MS / health["p99_ms"], 3),
+        "deadline_compliance": round(1 - over / accepted, 4) if accepted else None,
+        "overload_goal_50ms_over_429_p99": round(GOAL_MS / max(refusals), 3) if refusals else None,
+        "embed_goal_50ms_over_p95_8_clients": round(GOAL_MS / find("8 clients", "batching on", "/embed")["p95_ms"],
+                                                    3),
+        "generate_batched_over_unbatched_req_per_s": round(on["req_per_s"] / off["req_per_s"], 3),
+    }
+    if args.before_ref:
+        before = find("8 clients", f"before ({args.before_ref[:7]})", "/generate")
+        ratios["generate_batched_over_before_req_per_s"] = round(on["req_per_s"] / before["req_per_s"], 3)
+    errors = sum(r["errors"] for r in rows)
+    print(f"errors: {errors} | accepted mixed requests: {accepted}, answered after deadline + "
+          f"{DEADLINE_SLACK_S * 1000:.0f} ms: {over} | 429s: {sum(r['status_429'] for r in mixed_rows)}")
     for k, v in ratios.items():
-        print(f"ratio {k}: {v}")
-
+        print(f"ratio {k}: {'n/a (none happened)' if v is None else v}")
     if args.json:
-        result = {"rows": rows, "ratios": ratios, "errors": total_errors, "goal": f"/embed p95 < {GOAL_P95_MS} ms "
-                  f"with {args.clients} clients on CPU, zero errors", "checkpoint": checkpoint.name,
-                  "profile": checkpoint.parent.name, "parameters": n_parameters,
-                  "seconds_per_case": seconds, "quick": args.quick,
-                  "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads, "
-                             f"torch {torch.__version__}",
-                  "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])}
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=1), encoding="utf-8")
-    return 1 if total_errors else 0
+        write_json(args.json, {
+            "rows": rows, "ratios": ratios, "errors": errors, "seconds_per_case": seconds, "quick": args.quick,
+            "mixed_clients": mixed_n, "checkpoint": checkpoint.name, "profile": checkpoint.parent.name,
+            "goals": "health p99 < 50 ms; deadlines kept; 429 p99 < 50 ms; embed p95 < 50 ms at 8 clients; "
+                     "generate batched >= 3x unbatched req/s at 8 clients",
+            "machine": f"{platform.machine()}, torch {torch.__version__}, DSMINI_TORCH_THREADS=1",
+            "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])})
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

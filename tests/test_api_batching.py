@@ -1,24 +1,32 @@
-"""Chapter 9: the MicroBatcher behind /embed (no timer, per-caller results, errors isolated) and its /embed runner."""
+"""Chapter 9: the lanes behind every endpoint (bounded queue, token budget, deadlines, errors isolated) and the batched
+inference they run, checked against chapter 8's one-request-at-a-time functions on the `ci` checkpoint."""
 
 import asyncio
-import threading
 import time
 
 import pytest
 import torch
 
-from dsmini_helpers.api import BatcherStopped, MicroBatcher, embed_batch
-
-
-def run_async(coro):
-    return asyncio.run(coro)
+from dsmini_helpers.admission import DeadlineExceeded, Lane, LaneStopped, Overloaded, Ticket, start_lane, stop_lane
+from dsmini_helpers.batching import (
+    Served,
+    embed_batch,
+    generate_batch,
+    literal_tokenizer,
+    predict_batch,
+    predict_row,
+    served_row,
+    text_ids,
+)
+from dsmini_helpers.schemas import GenerateRequest
 
 
 def recording(fail_on=None, delay=0.05):
     seen = []
 
-    def run_batch(items):
-        seen.append(list(items))
+    def run_batch(tickets):
+        items = [t.item for t in tickets]
+        seen.append(items)
         if fail_on is not None and fail_on in items:
             raise ValueError(f"bad item {fail_on}")
         time.sleep(delay)
@@ -27,139 +35,200 @@ def recording(fail_on=None, delay=0.05):
     return seen, run_batch
 
 
-async def _burst(batcher, first, rest):
-    await batcher.start()
+def lane_of(run_batch, **sizes):
+    return Lane("test", run_batch, **{"max_queue": 16, "max_items": 16, "max_tokens": 1000, "deadline_s": 5.0,
+                                      **sizes})
+
+
+async def burst(lane, first, rest, cost=1):
+    """Submit `first`, then while the worker is busy with it, `rest`; every answer (or exception), in order."""
+    await start_lane(lane)
     try:
-        head = asyncio.ensure_future(batcher.submit(first))
+        soon = time.monotonic() + 5
+        head = lane.submit(first, cost, soon)
         await asyncio.sleep(0.01)  # the worker is busy with `first` while the rest queue up
-        tail = await asyncio.gather(*(batcher.submit(x) for x in rest), return_exceptions=True)
-        return [await head, *tail]
+        tail = [lane.submit(x, cost, soon) for x in rest]
+        return await asyncio.gather(head.future, *(t.future for t in tail), return_exceptions=True)
     finally:
-        await batcher.stop()
+        await stop_lane(lane)
 
 
 def test_requests_that_queue_up_share_one_batch_and_get_their_own_results():
     seen, fn = recording()
-    batcher = MicroBatcher(fn)
-    got = run_async(_burst(batcher, 0, [1, 2, 3, 4, 5]))
-    assert got == [0, 10, 20, 30, 40, 50]
-    assert seen == [[0], [1, 2, 3, 4, 5]]
-    assert batcher.batch_sizes == {1: 1, 5: 1}
+    lane = lane_of(fn)
+    assert asyncio.run(burst(lane, 0, [1, 2, 3, 4, 5])) == [0, 10, 20, 30, 40, 50]
+    assert seen == [[0], [1, 2, 3, 4, 5]] and lane.batch_sizes == {1: 1, 5: 1}
 
 
-def test_a_lone_request_runs_at_once_as_a_batch_of_one():
-    seen, fn = recording(delay=0.0)
-
-    async def one():
-        b = MicroBatcher(fn, max_items=16)
-        await b.start()
-        try:
-            return await b.submit(7)  # nothing else ever arrives: it must not wait for 15 more
-        finally:
-            await b.stop()
-
-    assert run_async(one()) == 70 and seen == [[7]]
-
-
-def test_max_items_caps_a_batch():
+def test_token_budget_and_item_cap_split_batches():
     seen, fn = recording()
-    run_async(_burst(MicroBatcher(fn, max_items=2), 0, [1, 2, 3, 4, 5]))
-    assert seen[0] == [0] and all(len(b) <= 2 for b in seen) and sorted(sum(seen, [])) == [0, 1, 2, 3, 4, 5]
+    asyncio.run(burst(lane_of(fn, max_tokens=10), 0, [1, 2, 3, 4, 5], cost=4))
+    assert seen == [[0], [1, 2], [3, 4], [5]]  # 4 + 4 fits in 10, a third does not
+    seen, fn = recording()
+    asyncio.run(burst(lane_of(fn, max_items=2), 0, [1, 2, 3]))
+    assert seen == [[0], [1, 2], [3]]
 
 
-def test_one_bad_item_fails_only_its_own_caller():
-    seen, fn = recording(fail_on=3)
-    got = run_async(_burst(MicroBatcher(fn), 0, [1, 2, 3, 4]))
-    assert got[:3] == [0, 10, 20] and got[4] == 40
-    assert isinstance(got[3], ValueError) and "bad item 3" in str(got[3])
-    assert [1, 2, 3, 4] in seen and [3] in seen  # the batch failed, then each item ran alone
+def test_a_request_over_the_budget_alone_still_runs():
+    seen, fn = recording(delay=0.0)
+    assert asyncio.run(burst(lane_of(fn, max_tokens=10), 7, [], cost=50)) == [70]
 
 
-def test_wrong_number_of_results_is_an_error_not_a_silent_mismatch():
-    async def go():
-        b = MicroBatcher(lambda items: items[:-1])
-        await b.start()
-        try:
-            return await asyncio.gather(b.submit(1), return_exceptions=True)
-        finally:
-            await b.stop()
-
-    (err,) = run_async(go())
-    assert isinstance(err, RuntimeError) and "results" in str(err)
-
-
-def test_bad_construction_and_use_before_start():
-    with pytest.raises(ValueError, match="max_items"):
-        MicroBatcher(lambda x: x, max_items=0)
-    with pytest.raises(BatcherStopped, match="not running"):
-        run_async(MicroBatcher(lambda x: x).submit(1))
-
-
-def test_stop_fails_every_waiting_caller_instead_of_leaving_them_hanging():
+def test_a_full_queue_refuses_at_once_with_retry_after():
     seen, fn = recording(delay=0.2)
 
-    async def go():
-        b = MicroBatcher(fn, max_items=2)
-        await b.start()
-        tasks = [asyncio.ensure_future(b.submit(x)) for x in range(5)]
-        await asyncio.sleep(0.05)  # [0, 1] is running, [2, 3], [4] are queued
-        await b.stop()
-        done = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), timeout=5)
-        with pytest.raises(BatcherStopped):
-            await b.submit(9)  # after stop: an error, not a wait
-        return done
-
-    done = run_async(go())
-    assert all(isinstance(d, BatcherStopped) for d in done), done
-    assert seen == [[0, 1]]
-
-
-def test_a_cancelled_caller_is_skipped_and_the_batcher_restarts():
-    seen, fn = recording(delay=0.1)
-
-    async def go():
-        b = MicroBatcher(fn)
-        await b.start()
-        first = asyncio.ensure_future(b.submit(0))
-        await asyncio.sleep(0.02)
-        gone = asyncio.ensure_future(b.submit(1))
-        kept = asyncio.ensure_future(b.submit(2))
-        await asyncio.sleep(0)
-        gone.cancel()  # the client went away while queued
-        got = [await first, await kept]
-        await b.stop()
-        await b.start()  # a stopped batcher can start again (fresh queue and worker thread)
+    async def scenario():
+        lane = lane_of(fn, max_queue=2)
+        await start_lane(lane)
         try:
-            got.append(await b.submit(3))
+            soon = time.monotonic() + 5
+            lane.submit(0, 1, soon)
+            await asyncio.sleep(0.01)  # running: the queue is empty again
+            lane.submit(1, 1, soon), lane.submit(2, 1, soon)
+            assert not lane.has_room()
+            with pytest.raises(Overloaded) as refused:
+                lane.submit(3, 1, soon)
+            return refused.value, lane.stats
         finally:
-            await b.stop()
-        return got, b.batch_sizes
+            await stop_lane(lane)
 
-    got, sizes = run_async(go())
-    assert got == [0, 20, 30]
-    assert seen == [[0], [2], [3]] and sizes == {1: 3}
-
-
-def test_the_model_runs_on_one_worker_thread():
-    threads = set()
-
-    def fn(items):
-        threads.add(threading.get_ident())
-        return items
-
-    run_async(_burst(MicroBatcher(fn), 0, list(range(1, 20))))
-    assert len(threads) == 1 and threading.get_ident() not in threads
+    refused, stats = asyncio.run(scenario())
+    assert refused.retry_after_s >= 1 and "full" in str(refused)
+    assert stats["rejected"] == 1 and stats["accepted"] == 3
 
 
-def test_embed_batch_matches_the_model_called_per_request():
+def test_expired_and_cancelled_tickets_are_dropped_before_running():
+    seen, fn = recording()
+
+    async def scenario():
+        lane = lane_of(fn)
+        await start_lane(lane)
+        try:
+            soon = time.monotonic() + 5
+            head = lane.submit(0, 1, soon)
+            await asyncio.sleep(0.01)
+            late = lane.submit(1, 1, time.monotonic() - 1)  # deadline already passed
+            gone = lane.submit(2, 1, soon)
+            gone.cancel()  # its client left
+            kept = lane.submit(3, 1, soon)
+            return await head.future, await kept.future, late.future.done(), dict(lane.stats)
+        finally:
+            await stop_lane(lane)
+
+    head, kept, late_done, stats = asyncio.run(scenario())
+    assert (head, kept) == (0, 30) and seen == [[0], [3]] and not late_done
+    assert stats["dropped_before_running"] == 2
+
+
+def test_one_bad_item_fails_only_its_own_request():
+    seen, fn = recording(fail_on=3)
+    got = asyncio.run(burst(lane_of(fn), 0, [1, 2, 3, 4]))
+    assert got[:3] == [0, 10, 20] and got[4] == 40 and isinstance(got[3], ValueError)
+    assert seen[:2] == [[0], [1, 2, 3, 4]]  # the batch failed, then each item ran alone
+
+
+def test_stop_fails_waiting_requests_and_flags_the_running_batch():
+    flags = []
+
+    def slow(tickets):
+        time.sleep(0.3)
+        flags.append([t.cancelled.is_set() for t in tickets])
+        return [t.item for t in tickets]
+
+    async def scenario():
+        lane = lane_of(slow)
+        await start_lane(lane)
+        soon = time.monotonic() + 5
+        running = lane.submit(0, 1, soon)
+        await asyncio.sleep(0.05)
+        waiting = lane.submit(1, 1, soon)
+        await stop_lane(lane)
+        results = await asyncio.gather(running.future, waiting.future, return_exceptions=True)
+        with pytest.raises(LaneStopped):
+            lane.submit(2, 1, soon)
+        return results
+
+    results = asyncio.run(scenario())
+    assert all(isinstance(r, LaneStopped) for r in results) and flags == [[True]]
+
+
+def test_lane_rejects_nonsense_sizes():
+    with pytest.raises(ValueError):
+        Lane("x", lambda t: t, max_queue=0, max_items=1, max_tokens=1, deadline_s=1)
+    with pytest.raises(ValueError):
+        Lane("x", lambda t: t, max_queue=1, max_items=1, max_tokens=1, deadline_s=0)
+
+
+# --- batched inference against chapter 8 -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def served():
     from dsmini_helpers.inference import Model
     from dsmini_helpers.runs import get_checkpoint
 
     model = Model.load(get_checkpoint("ci"), device="cpu")
-    items = [(["A short one."], "mean"), (["A much longer sentence about rivers, music and old kings.",
-                                           "Two."], "mean"), (["Pooled on the first token."], "cls")]
-    batched = embed_batch(model)(items)
-    assert [b.shape for b in batched] == [(1, model.net.config.d_model), (2, model.net.config.d_model),
-                                          (1, model.net.config.d_model)]
-    for (texts, pooling), got in zip(items, batched):
-        torch.testing.assert_close(got, model.embed(texts, pooling=pooling), atol=1e-5, rtol=1e-4)
+    return Served(model, literal_tokenizer(model.tokenizer))
+
+
+def ticket(item, seconds=60.0):
+    return Ticket(item, cost=0, deadline=time.monotonic() + seconds)
+
+
+def gen_item(served, prompt, **knobs):
+    return [served.model.cls_id, *text_ids(served.literal, prompt)], GenerateRequest(prompt=prompt, **knobs)
+
+
+def test_batched_generation_equals_chapter_8_one_at_a_time(served):
+    prompts = ["Deep learning is", "The city of Paris was founded", "Rivers", "A"]
+    for knobs in [{"max_new_tokens": 8}, {"max_new_tokens": 6, "steps": 3}, {"max_new_tokens": 8, "steps": 4,
+                                                                              "block_length": 4}]:
+        together = generate_batch(served, [ticket(gen_item(served, p, **knobs)) for p in prompts])
+        for p, got in zip(prompts, together):
+            alone = served.model.generate(p, **knobs)
+            assert got == alone, (p, knobs)
+
+
+def test_seeded_sampling_is_repeatable_whatever_shares_the_batch(served):
+    knobs = {"max_new_tokens": 8, "temperature": 0.9, "top_k": 10, "remasking": "random", "seed": 7}
+    alone = generate_batch(served, [ticket(gen_item(served, "The city", **knobs))])[0]
+    crowded = generate_batch(served, [ticket(gen_item(served, "Other text here", max_new_tokens=3)),
+                                      ticket(gen_item(served, "The city", **knobs))])[1]
+    assert alone == crowded and alone["new_tokens"] == 8
+    other_seed = generate_batch(served, [ticket(gen_item(served, "The city", **{**knobs, "seed": 8}))])[0]
+    assert other_seed["completion"] != alone["completion"]
+
+
+def test_generation_stops_at_the_next_step_when_its_ticket_is_cancelled(served):
+    steps_seen = []
+    item = gen_item(served, "Once", max_new_tokens=32, steps=32)
+    doomed, fine = ticket(item), ticket(gen_item(served, "Twice", max_new_tokens=4))
+    original = served.model.net.encode
+
+    def counting_encode(*args, **kwargs):  # cancel the first ticket after its third forward pass
+        steps_seen.append(1)
+        if len(steps_seen) == 3:
+            doomed.cancelled.set()
+        return original(*args, **kwargs)
+
+    served.model.net.encode = counting_encode
+    try:
+        results = generate_batch(served, [doomed, fine])
+    finally:
+        del served.model.net.encode
+    assert isinstance(results[0], DeadlineExceeded) and results[1]["new_tokens"] == 4
+    assert len(steps_seen) == 4  # 3 passes shared, then the 4th for `fine` alone, then nothing more
+
+
+def test_predict_and_embed_batches_equal_chapter_8(served):
+    model = served.model
+    texts = ["Paris is the [MASK] of France.", "The [MASK] sat on the [MASK].", "[MASK]"]
+    items = [(predict_row(served, t), 4) for t in texts]
+    got = predict_batch(served, [ticket(i) for i in items])
+    for text, answer in zip(texts, got):
+        want = model.fill_mask(text, top_k=4)
+        assert [[c["id"] for c in m] for m in answer["masks"]] == [[c["id"] for c in m] for m in want["masks"]]
+        assert answer["filled"] == want["filled"]
+    sentences = ["A cat.", "A dog sat on the rug by the fire.", "Markets fell."]
+    for pooling in ("mean", "cls"):
+        vectors = embed_batch(served, [ticket(([served_row(served, s)], pooling)) for s in sentences])
+        torch.testing.assert_close(torch.cat(vectors), model.embed(sentences, pooling=pooling), atol=1e-5,
+                                   rtol=1e-4)

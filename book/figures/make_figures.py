@@ -425,29 +425,29 @@ def unmasking_loop() -> str:
 
 
 def server_path() -> str:
-    """One request through chapter 9's server: limits, schema, queue, batcher, model, response."""
-    svg = Svg(1000, 290, "The server's request path")
-    names = [("client", "JSON over HTTP", "plain"), ("limits", "max_body_bytes", "serve"),
-             ("schema", "pydantic, limits", "serve"), ("queue", "/embed requests", "serve"),
-             ("batcher", "one worker thread", "serve"), ("model", "one forward pass", "attn")]
+    """One request through chapter 9's server: transport, contract, lane, batcher, model, response."""
+    svg = Svg(1000, 300, "The server's request path")
+    names = [("client", "JSON over HTTP", "plain"), ("transport", "timeouts, fd cap", "serve"),
+             ("contract", "size, type, schema", "serve"), ("lane", "bounded queue", "serve"),
+             ("batcher", "token budget", "serve"), ("model", "one pass per step", "attn")]
     w, gap, x0, y0 = 142, 26, 10, 70
     for i, (name, sub, kind) in enumerate(names):
         x = x0 + i * (w + gap)
         svg.box(x, y0, w, 60, name, kind, sub, mono_sub=False, weight="bold")
         if i:
             svg.line(x - gap + 1, y0 + 30, x - 1, y0 + 30)
-    for i, (code, why) in ((1, ("413", "body too large")), (2, ("422", "a readable reason"))):
+    refusals = ((1, ("closed", "silent or slow client")), (2, ("413 415 422", "a readable reason")),
+                (3, ("429", "full: Retry-After")), (5, ("504 / cancel", "deadline, hang-up")))
+    for i, (code, why) in refusals:
         x = x0 + i * (w + gap)
         svg.line(x + w / 2, y0 + 60, x + w / 2, y0 + 98, color=PALETTE["mask"][1])
         svg.box(x, y0 + 100, w, 46, code, "mask", why, mono_sub=False, weight="bold")
-    # the other endpoints skip the batcher: FastAPI's thread pool, taking turns on the model's lock
-    xs, xm = x0 + 2 * (w + gap) + w / 2, x0 + 5 * (w + gap) + w / 2
-    svg.path(f"M{xs},{y0} L{xs},{y0 - 34} L{xm},{y0 - 34} L{xm},{y0 - 2}", color=MUTED, dashed=True)
-    svg.text((xs + xm) / 2, y0 - 42, "/generate, /predict, /summarize: FastAPI's thread pool, the model's lock", 12,
-             color=MUTED)
+    xh, xm = x0 + w / 2, x0 + 5 * (w + gap) + w / 2
+    svg.text(xh + 260, y0 - 34, "/health: answered on the event loop, never waits for the model", 12, color=MUTED)
     xc = x0 + w / 2
-    svg.path(f"M{xm},{y0 + 60} L{xm},{y0 + 190} L{xc},{y0 + 190} L{xc},{y0 + 62}", color=PALETTE["data"][1])
-    svg.text((xc + xm) / 2 + 120, y0 + 208, "200: the JSON response", 12, color=PALETTE["data"][1], weight="bold")
+    svg.path(f"M{xm - 40},{y0 + 60} L{xm - 40},{y0 + 196} L{xc},{y0 + 196} L{xc},{y0 + 62}",
+             color=PALETTE["data"][1])
+    svg.text((xc + xm) / 2 + 60, y0 + 214, "200: the JSON response", 12, color=PALETTE["data"][1], weight="bold")
     return str(svg)
 
 

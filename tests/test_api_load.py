@@ -1,0 +1,199 @@
+"""Chapter 9 under load and abuse, over real HTTP (uvicorn in a subprocess on 127.0.0.1): a disconnect cancels its
+work, a full queue answers 429 at once (while accepted requests still run), /health answers while the model is busy,
+a deadline gives 504, slow and silent connections are closed, request ids reach the client and every log line, and
+huge error lists are capped. Outcomes are checked by order, count and comparison with the accepted requests,
+never against a clock (time limits here are only safety stops; measurements are in benchmarks/bench_api.py)."""
+
+import concurrent.futures
+import re
+import shlex
+import socket
+import statistics
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from dsmini_helpers.server_transport import UVICORN_FLAGS, running_server
+
+ROOT = Path(__file__).resolve().parents[1]
+COSTLY = {"prompt": "Tell me", "max_new_tokens": 64, "steps": 64}  # the most the contract allows: seconds each
+MEDIUM = {"prompt": "Tell me", "max_new_tokens": 16, "steps": 16}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    from dsmini_helpers.pretrain import get_checkpoint
+
+    log = tmp_path_factory.mktemp("server") / "server.log"
+    with running_server(get_checkpoint("ci"), log_to=log, env={"DSMINI_READ_TIMEOUT": "1"}) as url:
+        yield url, log
+
+
+def post(url: str, path: str, body: dict, headers: dict | None = None, timeout: float = 60) -> tuple:
+    """(status, start, end, headers) of one request on its own connection."""
+    with httpx.Client(base_url=url, timeout=timeout) as c:
+        start = time.monotonic()
+        try:
+            r = c.post(path, json=body, headers=headers)
+        except httpx.TimeoutException:
+            return None, start, time.monotonic(), {}
+        return r.status_code, start, time.monotonic(), r.headers
+
+
+def metric(url: str, lane: str, outcome: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    m = re.search(rf'dsmini_requests_total\{{lane="{lane}",outcome="{outcome}"\}} (\S+)', text)
+    return float(m.group(1)) if m else 0.0
+
+
+def batch_items(url: str, lane: str) -> float:
+    text = httpx.get(f"{url}/metrics").text
+    m = re.search(rf'dsmini_batch_items_total\{{lane="{lane}"\}} (\S+)', text)
+    return float(m.group(1)) if m else 0.0
+
+
+def wait_idle(url: str, lane: str, limit_s: float) -> float:
+    """Seconds until the lane has nothing running or waiting (or `limit_s`)."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit_s:
+        q = httpx.get(f"{url}/ready").json()["queues"][lane]
+        if q["running"] == 0 and q["waiting"] == 0:
+            break
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_full_queue_answers_429_at_once_and_health_stays_fast(server):
+    url, _ = server
+    with concurrent.futures.ThreadPoolExecutor(max_workers=80) as pool:
+        flood = [pool.submit(post, url, "/generate", MEDIUM) for _ in range(80)]
+        time.sleep(0.3)
+        probes = []
+        for _ in range(10):
+            t0 = time.monotonic()
+            assert httpx.get(f"{url}/health", timeout=5).status_code == 200
+            probes.append((t0, time.monotonic()))
+        results = [f.result() for f in flood]
+    statuses = [r[0] for r in results]
+    assert set(statuses) <= {200, 429} and statuses.count(429) >= 1 and statuses.count(200) >= 16
+    last_done = max(end for status, _, end, _ in results if status == 200)
+    refused = [(start, end, headers) for status, start, end, headers in results if status == 429]
+    accepted_ms = statistics.median(end - start for status, start, end, _ in results if status == 200)
+    assert all(int(h["retry-after"]) >= 1 for _, _, h in refused)
+    assert max(end for _, end, _ in refused) < last_done  # refused while the accepted ones still run ...
+    assert statistics.median(end - start for start, end, _ in refused) < accepted_ms / 4  # ... and fast
+    assert all(end < last_done for _, end in probes)  # liveness answers while the model is busy ...
+    assert statistics.median(end - start for start, end in probes) < accepted_ms / 4  # ... without waiting
+
+
+def test_disconnected_clients_stop_their_work(server):
+    url, _ = server
+    before = metric(url, "generate", "disconnected")
+    dropped_before = metric(url, "generate", "dropped_before_running")
+    run_before = batch_items(url, "generate")
+    def leave_early(_) -> bool:
+        try:
+            httpx.post(f"{url}/generate", json=COSTLY, timeout=0.3)
+            return False
+        except httpx.TimeoutException:
+            return True
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=40) as pool:
+        left = sum(pool.map(leave_early, range(40)))
+    assert left >= 20 and metric(url, "generate", "disconnected") - before >= left - 2
+    wait_idle(url, "generate", limit_s=30)
+    # the waiting ones were dropped without running; only the batch already running had started
+    assert metric(url, "generate", "dropped_before_running") - dropped_before >= 1
+    assert batch_items(url, "generate") - run_before < left
+
+
+def test_a_deadline_gives_504_and_no_late_answer(server):
+    url, _ = server
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:  # busy clients that leave after 1.5 s
+        busy = [pool.submit(post, url, "/generate", COSTLY, timeout=1.5) for _ in range(32)]
+        time.sleep(0.2)
+        status, start, end, _ = post(url, "/generate", COSTLY, {"X-Request-Timeout": "0.1"})
+        busy_ends = [f.result()[2] for f in busy]
+    assert status == 504 and end < min(busy_ends)  # at its deadline, before the busy clients even gave up
+    wait_idle(url, "generate", limit_s=30)
+
+
+def test_silent_and_dribbling_connections_are_closed(server):
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as silent:
+        silent.settimeout(15)
+        assert silent.recv(1) == b""  # closed by the server (read timeout 1 s here; 10 s by default)
+    with socket.create_connection((host, int(port))) as dribbler:
+        dribbler.settimeout(15)
+        closed = False
+        for byte in b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200:
+            try:
+                dribbler.sendall(bytes([byte]))
+            except OSError:
+                closed = True
+                break
+            time.sleep(0.05)
+        if not closed:
+            closed = dribbler.recv(1) == b""
+        assert closed  # 200 bytes at 20 per second never made a whole request within 1 s
+    assert httpx.get(f"{url}/health").status_code == 200  # normal clients are unaffected
+
+
+def test_headers_that_never_end_are_refused(server):
+    url, _ = server
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port))) as conn:
+        conn.settimeout(15)
+        conn.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40_000)  # no end of headers
+        reply = conn.recv(100)
+    assert reply == b"" or reply.startswith((b"HTTP/1.1 400", b"HTTP/1.1 431"))  # over the 16 kB limit
+
+
+def test_request_id_in_response_header_and_every_log_line(server):
+    url, log = server
+    given = httpx.post(f"{url}/embed", json={"texts": ["a"]}, headers={"X-Request-ID": "my-id.42"})
+    assert given.headers["x-request-id"] == "my-id.42"
+    bad = httpx.post(f"{url}/embed", json={"texts": ["a"]}, headers={"X-Request-ID": "no spaces\tplease"})
+    assert re.fullmatch(r"[0-9a-f]{32}", bad.headers["x-request-id"])
+    error = httpx.post(f"{url}/generate", json={"prompt": ""})
+    assert error.status_code == 422 and re.fullmatch(r"[0-9a-f]{32}", error.headers["x-request-id"])
+    time.sleep(0.2)
+    lines = [line for line in log.read_text().splitlines() if " dsmini." in line]
+    assert any("[my-id.42]" in line and "POST /embed -> 200" in line for line in lines)
+    assert any(f"[{error.headers['x-request-id']}]" in line and "-> 422" in line for line in lines)
+    requests_logged = [line for line in lines if re.search(r"(GET|POST) /\S* -> \d+", line)]
+    assert requests_logged and all(re.search(r"\[[A-Za-z0-9._-]+\]", line) for line in requests_logged)
+
+
+def test_twenty_thousand_unknown_fields_get_a_short_capped_reply(server):
+    url, _ = server
+    body = {"prompt": "hi", **{f"k{i}": 0 for i in range(20_000)}}
+    r = httpx.post(f"{url}/generate", json=body, timeout=30)
+    reply = r.json()
+    assert r.status_code == 422 and len(r.content) < 4_000
+    assert len(reply["errors"]) == 10 and reply["more_errors"] == 20_000 - 10
+    assert "and 19990 more errors" in reply["detail"]
+
+
+def test_metrics_count_requests_queues_and_batches(server):
+    url, _ = server
+    httpx.post(f"{url}/embed", json={"texts": ["a", "b"]})
+    text = httpx.get(f"{url}/metrics").text
+    for name in ("dsmini_queue_waiting{lane=\"generate\"}", "dsmini_batch_items_total{lane=\"embed\"}",
+                 "dsmini_requests_total{lane=\"embed\",outcome=\"accepted\"}",
+                 "dsmini_http_request_duration_seconds_bucket"):
+        assert name in text, name
+
+
+def test_make_serve_passes_the_same_transport_limits_as_the_launcher():
+    makefile = (ROOT / "Makefile").read_text()
+    recipe = makefile.split("\nserve:", 1)[1].split("\n\n", 1)[0].replace("\\\n", " ")
+    words = shlex.split(recipe.replace("$${", "{"))
+    assert "dsmini_helpers.api:app" in words
+    for flag, value in zip(UVICORN_FLAGS[::2], UVICORN_FLAGS[1::2]):
+        if flag.startswith("--") and not value.startswith("--"):
+            assert flag in words and words[words.index(flag) + 1] == value, flag
+    assert "--no-access-log" in words
