@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dsmini_helpers.api import running_server
     from dsmini_helpers.inference import Model
-    from dsmini_helpers.pretrain import get_checkpoint
+    from dsmini_helpers.runs import get_checkpoint
 
     checkpoint = Path(args.checkpoint) if args.checkpoint else get_checkpoint("ci")
     model = Model.load(checkpoint, device="cpu")

@@ -23,9 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dsmini_helpers import pretrain as P  # noqa: E402
+from dsmini_helpers.batches import get_token_arrays  # noqa: E402
 from dsmini_helpers.device import describe_environment  # noqa: E402
 from dsmini_helpers.tokenizer import get_tokenizer  # noqa: E402
+from dsmini_helpers.train import TrainConfig, train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(describe_environment())
     tok = get_tokenizer()
-    arrays = P.get_token_arrays(tok)
+    arrays = get_token_arrays(tok)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         import torch._dynamo
@@ -44,13 +45,13 @@ def main(argv: list[str] | None = None) -> int:
         for compiled in (False, True):
             torch._dynamo.reset()
             torch._dynamo.utils.counters.clear()
-            cfg = P.TrainConfig.for_profile(args.profile, max_steps=args.steps, eval_every=args.steps, save_every=0,
+            cfg = TrainConfig.for_profile(args.profile, max_steps=args.steps, eval_every=args.steps, save_every=0,
                                             compile=compiled, precision="fp32")
             t0 = time.perf_counter()
-            res = P.train(cfg, Path(tmp) / str(compiled), tokenizer=tok, token_arrays=arrays, device="cpu",
+            res = train(cfg, Path(tmp) / str(compiled), tokenizer=tok, token_arrays=arrays, device="cpu",
                           progress=False)
-            train = res.records("train")
-            last, half = train[-1], train[len(train) // 2 - 1]
+            steps = res.records("train")
+            last, half = steps[-1], steps[len(steps) // 2 - 1]
             tokens = cfg.batch_size * cfg.seq_len * cfg.grad_accum
             # tokens_per_s is cumulative: train_time(k) = tokens * k / tokens_per_s(k)
             seconds = tokens * (last["step"] / last["tokens_per_s"] - half["step"] / half["tokens_per_s"])

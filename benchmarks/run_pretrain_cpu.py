@@ -23,10 +23,13 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dsmini_helpers import pretrain as P  # noqa: E402
+from dsmini_helpers.batches import get_token_arrays, make_valid_set  # noqa: E402
 from dsmini_helpers.cache import data_dir  # noqa: E402
 from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
+from dsmini_helpers.evaluation import evaluate, unigram_baseline  # noqa: E402
+from dsmini_helpers.runs import run_ablation  # noqa: E402
 from dsmini_helpers.tokenizer import get_tokenizer  # noqa: E402
+from dsmini_helpers.train import TrainConfig, build_model, train  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,19 +41,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "pretrain_cpu.json")
     args = parser.parse_args(argv)
     overrides = {"max_steps": args.max_steps} if args.max_steps else {}
-    cfg = P.TrainConfig.for_profile("cpu", **overrides)
+    cfg = TrainConfig.for_profile("cpu", **overrides)
     device = get_device()
     tok = get_tokenizer()
-    arrays = P.get_token_arrays(tok)
+    arrays = get_token_arrays(tok)
     V = tok.get_vocab_size()
-    valid = P.make_valid_set(arrays["valid"], V, n_batches=cfg.eval_batches, batch_size=cfg.batch_size,
+    valid = make_valid_set(arrays["valid"], V, n_batches=cfg.eval_batches, batch_size=cfg.batch_size,
                              seq_len=cfg.seq_len, rate=cfg.mask_rate)
-    baselines = {"unigram": P.unigram_baseline(arrays["train"], valid, V),
-                 "init": P.evaluate(P.build_model(cfg).to(device), valid, device)}
+    baselines = {"unigram": unigram_baseline(arrays["train"], valid, V),
+                 "init": evaluate(build_model(cfg).to(device), valid, device)}
     print("baselines:", json.dumps(baselines))
     t0 = time.perf_counter()
     out = args.out or data_dir("checkpoints", "cpu")
-    result = P.train(cfg, out, tokenizer=tok, token_arrays=arrays, device=device)
+    result = train(cfg, out, tokenizer=tok, token_arrays=arrays, device=device)
     wall = time.perf_counter() - t0
     final = result.records("eval")[-1]
     print(f"trained in {wall / 60:.1f} min: {json.dumps(final)}")
@@ -61,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         args.ablation_steps = get_profile("cpu").sizes("pretrain").ablation_steps
     ablation = []
     if args.ablation_steps:
-        ab_cfg = P.TrainConfig.from_dict({**asdict(cfg), "max_steps": args.ablation_steps,
+        ab_cfg = TrainConfig.from_dict({**asdict(cfg), "max_steps": args.ablation_steps,
                                           "eval_every": args.ablation_steps})  # as the chapter's ablation cell
-        ablation = P.run_ablation(ab_cfg, data_dir("runs", "cpu_ablation"), tokenizer=tok, token_arrays=arrays,
+        ablation = run_ablation(ab_cfg, data_dir("runs", "cpu_ablation"), tokenizer=tok, token_arrays=arrays,
                                   device=device)
         for row in ablation:
             print(json.dumps(row))

@@ -34,7 +34,7 @@ EXPORTS: dict[str, str] = {
     "04_sliding_window_attention": "sparse_attention",
     "05_mixture_of_experts": "moe",
     "06_model": "model",
-    "07_pretraining": "pretrain",
+    "07_pretraining": "train",
     "08_inference": "inference",
     "09_serving": "api",
 }

@@ -249,7 +249,8 @@ def masked_accuracy_by_rate(model: torch.nn.Module, windows: Tensor, rates: Sequ
     One seed for every rate and every model: the same windows get the same masks, and a higher rate masks a
     superset of a lower one. Returns `[{"rate", "accuracy", "loss", "masked_tokens"}, ...]` in `rates` order.
     """
-    from dsmini_helpers.pretrain import bert_mask, evaluate
+    from dsmini_helpers.evaluation import evaluate
+    from dsmini_helpers.masking import bert_mask
 
     if not isinstance(windows, Tensor) or windows.dim() != 2 or windows.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"windows must be an integer tensor (N, T), got {type(windows).__name__} "
@@ -338,7 +339,7 @@ class Model:
     @classmethod
     def load(cls, checkpoint_dir: str | Path, device: torch.device | str | None = None) -> "Model":
         """Load a chapter-7 checkpoint folder (safetensors weights + config JSON + tokenizer.json)."""
-        from dsmini_helpers.pretrain import load_checkpoint
+        from dsmini_helpers.checkpoint import load_checkpoint
 
         path = Path(checkpoint_dir)
         if not path.is_dir():

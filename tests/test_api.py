@@ -14,7 +14,7 @@ JSON = {"content-type": "application/json"}
 
 @pytest.fixture(scope="module")
 def url():
-    from dsmini_helpers.pretrain import get_checkpoint
+    from dsmini_helpers.runs import get_checkpoint
 
     with running_server(get_checkpoint("ci")) as base_url:
         yield base_url

@@ -153,7 +153,7 @@ def test_the_model_runs_on_one_worker_thread():
 
 def test_embed_batch_matches_the_model_called_per_request():
     from dsmini_helpers.inference import Model
-    from dsmini_helpers.pretrain import get_checkpoint
+    from dsmini_helpers.runs import get_checkpoint
 
     model = Model.load(get_checkpoint("ci"), device="cpu")
     items = [(["A short one."], "mean"), (["A much longer sentence about rivers, music and old kings.",

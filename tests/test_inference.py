@@ -231,7 +231,7 @@ def test_lexrank_known_graphs():
 # --- the Model object on the real ci checkpoint -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def model():
-    from dsmini_helpers.pretrain import get_checkpoint
+    from dsmini_helpers.runs import get_checkpoint
 
     return Model.load(get_checkpoint("ci"), device="cpu")
 
@@ -382,7 +382,7 @@ def test_masked_accuracy_by_rate_known_answers():
 
 def test_masked_accuracy_by_rate_same_masks_for_every_call_and_nested():
     from dsmini_helpers.inference import masked_accuracy_by_rate
-    from dsmini_helpers.pretrain import bert_mask
+    from dsmini_helpers.masking import bert_mask
 
     g = torch.Generator().manual_seed(5)
     windows = torch.randint(5, 30, (6, 32), generator=g)
@@ -415,8 +415,10 @@ def test_masked_accuracy_by_rate_rejects_bad_input(kwargs, error):
 
 def test_masked_accuracy_by_rate_on_the_ci_checkpoints():
     """The real comparison at ci size: both checkpoints, the same masks, accuracies that are probabilities."""
+    from dsmini_helpers.batches import fixed_windows, get_token_arrays
+    from dsmini_helpers.checkpoint import load_checkpoint
     from dsmini_helpers.inference import masked_accuracy_by_rate
-    from dsmini_helpers.pretrain import fixed_windows, get_checkpoint, get_token_arrays, load_checkpoint
+    from dsmini_helpers.runs import get_checkpoint
 
     tokens = get_token_arrays()
     windows = fixed_windows(tokens["valid"], 8, 32)

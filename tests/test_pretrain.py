@@ -12,20 +12,21 @@ import pytest
 import torch
 from torch import nn
 
-from dsmini_helpers import pretrain as P
+from dsmini_helpers import batches, checkpoint, evaluation, masking, optim, pretrain, runs
+from dsmini_helpers import train as training
 
 V = 1000
-SPECIALS = torch.tensor(P.SPECIAL_IDS)
+SPECIALS = torch.tensor(masking.SPECIAL_IDS)
 
 
 def sample_batch(n: int, T: int, seed: int = 0) -> torch.Tensor:
     """(n, T) random ids with [CLS] first, [SEP] at a random length, padding after it."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(len(P.SPECIAL_IDS), V, (n, T), generator=g)
-    x[:, 0] = P.CLS_ID
+    x = torch.randint(len(masking.SPECIAL_IDS), V, (n, T), generator=g)
+    x[:, 0] = masking.CLS_ID
     lengths = torch.randint(T // 2, T + 1, (n,), generator=g)
-    x[torch.arange(T) >= lengths[:, None]] = P.PAD_ID
-    x[torch.arange(n), lengths - 1] = P.SEP_ID
+    x[torch.arange(T) >= lengths[:, None]] = masking.PAD_ID
+    x[torch.arange(n), lengths - 1] = masking.SEP_ID
     return x
 
 
@@ -35,42 +36,42 @@ def big():
 
 
 def _fractions(x, inputs, labels):
-    chosen = labels != P.IGNORE_INDEX
+    chosen = labels != masking.IGNORE_INDEX
     n = chosen.sum().item()
-    return (n / P.maskable_positions(x).sum().item(),
-            ((inputs == P.MASK_ID) & chosen).sum().item() / n,
-            ((inputs != x) & (inputs != P.MASK_ID) & chosen).sum().item() / n,
+    return (n / masking.maskable_positions(x).sum().item(),
+            ((inputs == masking.MASK_ID) & chosen).sum().item() / n,
+            ((inputs != x) & (inputs != masking.MASK_ID) & chosen).sum().item() / n,
             ((inputs == x) & chosen).sum().item() / n)
 
 
 @pytest.mark.parametrize("rate", [0.15, 0.3])
 def test_bert_mask_statistics(big, rate):
-    inputs, labels = P.bert_mask(big, V, rate, generator=torch.Generator().manual_seed(1))
+    inputs, labels = masking.bert_mask(big, V, rate, generator=torch.Generator().manual_seed(1))
     got_rate, mask, rand, keep = _fractions(big, inputs, labels)
     assert abs(got_rate - rate) < 0.01
     assert abs(mask - 0.8) < 0.01 and abs(rand - 0.1) < 0.01 and abs(keep - 0.1) < 0.01
-    chosen = labels != P.IGNORE_INDEX
+    chosen = labels != masking.IGNORE_INDEX
     assert not torch.isin(big[chosen], SPECIALS).any(), "a special or padding token was chosen"
-    replaced = chosen & (inputs != big) & (inputs != P.MASK_ID)
+    replaced = chosen & (inputs != big) & (inputs != masking.MASK_ID)
     assert replaced.any() and not torch.isin(inputs[replaced], SPECIALS).any(), "a random replacement is special"
-    assert torch.equal(labels[chosen], big[chosen]) and (labels[~chosen] == P.IGNORE_INDEX).all()
+    assert torch.equal(labels[chosen], big[chosen]) and (labels[~chosen] == masking.IGNORE_INDEX).all()
     assert torch.equal(inputs[~chosen], big[~chosen])  # unchosen positions are untouched
 
 
 def test_masking_is_dynamic_and_reproducible(big):
-    a = P.bert_mask(big[:8], V, generator=torch.Generator().manual_seed(0))[1]
-    b = P.bert_mask(big[:8], V, generator=torch.Generator().manual_seed(0))[1]
+    a = masking.bert_mask(big[:8], V, generator=torch.Generator().manual_seed(0))[1]
+    b = masking.bert_mask(big[:8], V, generator=torch.Generator().manual_seed(0))[1]
     g = torch.Generator().manual_seed(0)
-    c, d = P.bert_mask(big[:8], V, generator=g)[1], P.bert_mask(big[:8], V, generator=g)[1]
+    c, d = masking.bert_mask(big[:8], V, generator=g)[1], masking.bert_mask(big[:8], V, generator=g)[1]
     assert torch.equal(a, b) and not torch.equal(c, d)
 
 
 def test_span_lengths_follow_the_distribution():
-    pmf = P.span_length_pmf(0.2, 10)
+    pmf = masking.span_length_pmf(0.2, 10)
     assert pmf.shape == (10,) and abs(pmf.sum().item() - 1) < 1e-12
     assert abs((pmf * torch.arange(1, 11)).sum().item() - 3.797) < 1e-3  # SpanBERT's mean span length, 3.8
     assert pmf[0].item() == pytest.approx(0.2 / (1 - 0.8**10))
-    drawn = P.sample_span_lengths(200_000, generator=torch.Generator().manual_seed(0))
+    drawn = masking.sample_span_lengths(200_000, generator=torch.Generator().manual_seed(0))
     assert drawn.min() >= 1 and drawn.max() <= 10
     freq = torch.bincount(drawn, minlength=11)[1:].double() / len(drawn)
     assert (freq - pmf).abs().max() < 0.01
@@ -78,59 +79,59 @@ def test_span_lengths_follow_the_distribution():
 
 def test_span_select_rate_contiguity_and_specials(big):
     x = big[:2000]
-    sel = P.span_select(x, 0.15, generator=torch.Generator().manual_seed(0))
-    ok = P.maskable_positions(x)
+    sel = masking.span_select(x, 0.15, generator=torch.Generator().manual_seed(0))
+    ok = masking.maskable_positions(x)
     assert abs(sel.sum().item() / ok.sum().item() - 0.15) < 0.01
     assert not (sel & ~ok).any()
-    runs = P.run_lengths(sel)
+    runs = masking.run_lengths(sel)
     assert runs.max() <= 10 and runs.min() >= 1
-    bert_runs = P.run_lengths(P.bert_select(x, 0.15, generator=torch.Generator().manual_seed(0)))
+    bert_runs = masking.run_lengths(masking.bert_select(x, 0.15, generator=torch.Generator().manual_seed(0)))
     assert runs.double().mean() > 2.5 > 1.5 > bert_runs.double().mean()
-    inputs, labels = P.span_mask(x, V, 0.15, generator=torch.Generator().manual_seed(0))
+    inputs, labels = masking.span_mask(x, V, 0.15, generator=torch.Generator().manual_seed(0))
     _, mask, rand, keep = _fractions(x, inputs, labels)
     assert abs(mask - 0.8) < 0.01 and abs(rand - 0.1) < 0.01 and abs(keep - 0.1) < 0.01
 
 
 def test_run_lengths_known_answer():
     sel = torch.tensor([[1, 1, 0, 1, 0, 0, 1, 1, 1]], dtype=torch.bool)
-    assert P.run_lengths(sel).tolist() == [2, 1, 3]
+    assert masking.run_lengths(sel).tolist() == [2, 1, 3]
 
 
 def test_variable_rate_mask(big):
-    inputs, labels = P.variable_rate_mask(big, V, 0.15, 1.0, generator=torch.Generator().manual_seed(0))
-    chosen = labels != P.IGNORE_INDEX
-    per_seq = chosen.sum(1) / P.maskable_positions(big).sum(1)
+    inputs, labels = masking.variable_rate_mask(big, V, 0.15, 1.0, generator=torch.Generator().manual_seed(0))
+    chosen = labels != masking.IGNORE_INDEX
+    per_seq = chosen.sum(1) / masking.maskable_positions(big).sum(1)
     assert abs(per_seq.mean().item() - 0.575) < 0.01
     assert per_seq.max() > 0.95 and per_seq.min() < 0.2
-    assert (inputs[chosen] == P.MASK_ID).all() and not torch.isin(big[chosen], SPECIALS).any()
+    assert (inputs[chosen] == masking.MASK_ID).all() and not torch.isin(big[chosen], SPECIALS).any()
 
 
 def test_bad_input_gets_clear_errors():
     x = sample_batch(2, 16)
     with pytest.raises(TypeError, match="integer tensor"):
-        P.bert_mask(x.float(), V)
+        masking.bert_mask(x.float(), V)
     with pytest.raises(TypeError, match=r"\(B, T\)"):
-        P.bert_mask(x[0], V)
+        masking.bert_mask(x[0], V)
     with pytest.raises(ValueError, match="rate"):
-        P.bert_mask(x, V, rate=1.5)
+        masking.bert_mask(x, V, rate=1.5)
     with pytest.raises(ValueError, match="probs"):
-        P.bert_mask(x, V, probs=(0.5, 0.1, 0.1))
+        masking.bert_mask(x, V, probs=(0.5, 0.1, 0.1))
     with pytest.raises(ValueError, match="objective"):
-        P.mask_batch(x, V, "gpt")
+        masking.mask_batch(x, V, "gpt")
     with pytest.raises(ValueError, match="min_rate"):
-        P.variable_rate_mask(x, V, 0.9, 0.5)
+        masking.variable_rate_mask(x, V, 0.9, 0.5)
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
-        P.TrainConfig.from_dict({"learning_rate": 1e-3})
+        training.TrainConfig.from_dict({"learning_rate": 1e-3})
     with pytest.raises(ValueError, match="objective"):
-        P.TrainConfig(objective="clm")
+        training.TrainConfig(objective="clm")
 
 
 def test_lr_schedule():
     kw = dict(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
-    assert P.lr_at(0, **kw) == pytest.approx(0.1) and P.lr_at(9, **kw) == pytest.approx(1.0)
-    assert P.lr_at(60, **kw) == pytest.approx(0.55)
-    assert P.lr_at(110, **kw) == pytest.approx(0.1) and P.lr_at(500, **kw) == pytest.approx(0.1)
-    lrs = [P.lr_at(s, **kw) for s in range(10, 110)]
+    assert optim.lr_at(0, **kw) == pytest.approx(0.1) and optim.lr_at(9, **kw) == pytest.approx(1.0)
+    assert optim.lr_at(60, **kw) == pytest.approx(0.55)
+    assert optim.lr_at(110, **kw) == pytest.approx(0.1) and optim.lr_at(500, **kw) == pytest.approx(0.1)
+    lrs = [optim.lr_at(s, **kw) for s in range(10, 110)]
     assert all(a >= b for a, b in zip(lrs, lrs[1:]))
 
 
@@ -141,7 +142,7 @@ def test_param_groups_no_decay_on_norms_biases_embeddings():
     head = nn.Linear(4, 10, bias=False)
     head.weight = emb.weight  # tied
     model = nn.ModuleDict(dict(emb=emb, lin=lin, norm=norm, head=head))
-    decay, keep = P.param_groups(model, 0.1)
+    decay, keep = optim.param_groups(model, 0.1)
     assert decay["weight_decay"] == 0.1 and keep["weight_decay"] == 0.0
     assert {id(p) for p in decay["params"]} == {id(lin.weight)}
     assert {id(p) for p in keep["params"]} == {id(emb.weight), id(lin.bias), id(norm.weight), id(norm.bias)}
@@ -150,15 +151,15 @@ def test_param_groups_no_decay_on_norms_biases_embeddings():
 def test_optimizer_state_round_trip_without_pickle():
     torch.manual_seed(0)
     model = nn.Linear(4, 3)
-    opt = torch.optim.AdamW(P.param_groups(model, 0.01), lr=1e-2)
+    opt = torch.optim.AdamW(optim.param_groups(model, 0.01), lr=1e-2)
     for _ in range(3):
         model(torch.randn(5, 4)).pow(2).sum().backward()
         opt.step()
         opt.zero_grad()
-    tensors, meta = P.optimizer_to_tensors(opt)
+    tensors, meta = checkpoint.optimizer_to_tensors(opt)
     meta = json.loads(json.dumps(meta))  # must survive JSON
-    opt2 = torch.optim.AdamW(P.param_groups(model, 0.01), lr=1e-2)
-    P.optimizer_from_tensors(opt2, tensors, meta)
+    opt2 = torch.optim.AdamW(optim.param_groups(model, 0.01), lr=1e-2)
+    checkpoint.optimizer_from_tensors(opt2, tensors, meta)
     a, b = opt.state_dict(), opt2.state_dict()
     assert a["param_groups"] == b["param_groups"]
     for i in a["state"]:
@@ -167,18 +168,18 @@ def test_optimizer_state_round_trip_without_pickle():
 
 
 def test_pick_precision():
-    assert P.pick_precision(torch.device("cpu")) == torch.float32
-    assert P.pick_precision(torch.device("cpu"), "bf16") == torch.bfloat16
+    assert optim.pick_precision(torch.device("cpu")) == torch.float32
+    assert optim.pick_precision(torch.device("cpu"), "bf16") == torch.bfloat16
     with pytest.raises(ValueError, match="precision"):
-        P.pick_precision(torch.device("cpu"), "fp8")
+        optim.pick_precision(torch.device("cpu"), "fp8")
 
 
 # ---- the loop and checkpoints (need chapters 1, 2, 5, 6) ----------------------------------------------------------
 
-def tiny(**kw) -> "P.TrainConfig":
+def tiny(**kw) -> "training.TrainConfig":
     base = dict(max_steps=6, batch_size=4, seq_len=32, eval_every=3, eval_batches=1, warmup_steps=2,
                 variable_mix=0.25, precision="fp32")
-    return P.TrainConfig.for_profile("ci", **{**base, **kw})
+    return training.TrainConfig.for_profile("ci", **{**base, **kw})
 
 
 @pytest.fixture(scope="module")
@@ -186,12 +187,12 @@ def data():
     from dsmini_helpers.tokenizer import get_tokenizer
 
     tok = get_tokenizer()
-    return tok, P.get_token_arrays(tok)
+    return tok, batches.get_token_arrays(tok)
 
 
 def run(cfg, out, data, **kw):
     tok, arrays = data
-    return P.train(cfg, out, tokenizer=tok, token_arrays=arrays, device="cpu", progress=False, **kw)
+    return training.train(cfg, out, tokenizer=tok, token_arrays=arrays, device="cpu", progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -205,9 +206,9 @@ def test_short_run_lowers_the_loss(trained, data):
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.3
     tok, arrays = data
     cfg = tiny()
-    valid = P.make_valid_set(arrays["valid"], tok.get_vocab_size(), n_batches=1, batch_size=cfg.batch_size,
+    valid = batches.make_valid_set(arrays["valid"], tok.get_vocab_size(), n_batches=1, batch_size=cfg.batch_size,
                              seq_len=cfg.seq_len, rate=cfg.mask_rate)
-    at_init = P.evaluate(P.build_model(cfg), valid)
+    at_init = evaluation.evaluate(training.build_model(cfg), valid)
     final = trained.records("eval")[-1]
     assert final["valid_loss"] < at_init["valid_loss"]
     assert math.isclose(final["valid_perplexity"], math.exp(final["valid_loss"]), rel_tol=1e-9)
@@ -224,14 +225,14 @@ def test_resume_equals_uninterrupted(tmp_path, data):
     assert len(a) == len(b) == 6
     assert max(abs(x - y) for x, y in zip(a, b)) <= 1e-6
     assert [r["objective"] for r in whole.records("train")] == [r["objective"] for r in resumed.records("train")]
-    wa = P.load_checkpoint(whole.checkpoint)[0].state_dict()
-    wb = P.load_checkpoint(resumed.checkpoint)[0].state_dict()
+    wa = checkpoint.load_checkpoint(whole.checkpoint)[0].state_dict()
+    wb = checkpoint.load_checkpoint(resumed.checkpoint)[0].state_dict()
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=1e-6)
 
 
 def test_load_checkpoint_round_trip(trained):
-    model, tok, state = P.load_checkpoint(trained.checkpoint)
+    model, tok, state = checkpoint.load_checkpoint(trained.checkpoint)
     assert state["step"] == 30 and state["train_config"]["max_steps"] == 30
     assert not model.training
     for k, v in trained.model.state_dict().items():
@@ -264,15 +265,15 @@ def test_damaged_checkpoint_fails_clearly(trained, tmp_path, damage, message):
         (bad / "tokenizer.json").unlink()
     else:
         (bad / "manifest.json").write_text("{not json")
-    with pytest.raises(P.CheckpointError, match=message):
-        P.load_checkpoint(bad)
-    with pytest.raises(P.CheckpointError):
-        P.train(tiny(max_steps=40), tmp_path / "r", resume_from=bad, progress=False, device="cpu")
+    with pytest.raises(checkpoint.CheckpointError, match=message):
+        checkpoint.load_checkpoint(bad)
+    with pytest.raises(checkpoint.CheckpointError):
+        training.train(tiny(max_steps=40), tmp_path / "r", resume_from=bad, progress=False, device="cpu")
 
 
 def test_no_checkpoint_folder():
-    with pytest.raises(P.CheckpointError, match="no checkpoint folder"):
-        P.load_checkpoint("/nonexistent/step-0000001")
+    with pytest.raises(checkpoint.CheckpointError, match="no checkpoint folder"):
+        checkpoint.load_checkpoint("/nonexistent/step-0000001")
 
 
 def test_loading_never_unpickles(trained, tmp_path, monkeypatch, data):
@@ -296,7 +297,7 @@ def test_loading_never_unpickles(trained, tmp_path, monkeypatch, data):
     monkeypatch.setattr(pickle, "loads", forbidden)
     monkeypatch.setattr(pickle, "Unpickler", forbidden)
     monkeypatch.setattr(torch, "load", forbidden)
-    P.load_checkpoint(ckpt)
+    checkpoint.load_checkpoint(ckpt)
     run(tiny(max_steps=32, eval_every=32), tmp_path / "resume", data, resume_from=ckpt)
     assert not marker.exists()
 
@@ -305,10 +306,10 @@ KILL_SCRIPT = textwrap.dedent("""
     import os, sys
     from pathlib import Path
     import safetensors.torch
-    from dsmini_helpers import pretrain as P
+    from dsmini_helpers import checkpoint
 
     src, dst, mode = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-    model, tok, state = P.load_checkpoint(src)
+    model, tok, state = checkpoint.load_checkpoint(src)
     real = safetensors.torch.save_model
 
     def dying_save(m, filename, *a, **k):
@@ -317,8 +318,8 @@ KILL_SCRIPT = textwrap.dedent("""
             f.truncate(os.path.getsize(filename) // 2)
         os._exit(9)
 
-    safetensors.torch.save_model = dying_save
-    P.save_checkpoint(dst, model, tok, state={"step": 999})
+    checkpoint.save_model = dying_save  # the name checkpoint.py calls
+    checkpoint.save_checkpoint(dst, model, tok, state={"step": 999})
 """)
 
 
@@ -333,49 +334,47 @@ def test_killed_mid_write_leaves_previous_loadable(trained, tmp_path, mode):
     proc = subprocess.run([sys.executable, "-c", KILL_SCRIPT, str(prev), str(dst), mode],
                           capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
-    assert P.latest_checkpoint(root) == prev
-    model, _, state = P.load_checkpoint(prev)
+    assert checkpoint.latest_checkpoint(root) == prev
+    model, _, state = checkpoint.load_checkpoint(prev)
     assert state["step"] == 30
     assert not (root / "step-0000031").exists()  # only a hidden temporary folder may be left
 
 
 def test_nan_guard_stops_with_a_clear_message(tmp_path, monkeypatch, data):
-    import dsmini_helpers.moe as moe
-
-    monkeypatch.setattr(moe, "moe_aux_loss", lambda model: torch.tensor(float("nan")))
+    monkeypatch.setattr(training, "moe_aux_loss", lambda model: torch.tensor(float("nan")))
     with pytest.raises(FloatingPointError, match="diverged"):
         run(tiny(), tmp_path / "nan", data)
 
 
 def test_get_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch):
     calls = []
-    real_train = P.train
+    real_train = training.train
 
     def counting_train(*a, **k):
         calls.append(1)
         return real_train(*a, **k)
 
     monkeypatch.setenv("DSMINI_PROFILE", "ci")
-    monkeypatch.setattr(P, "train", counting_train)
-    monkeypatch.setattr(P, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(runs, "train", counting_train)
+    monkeypatch.setattr(runs, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
                                                         or tmp_path.joinpath(*parts)))
-    first = P.get_checkpoint()
-    second = P.get_checkpoint("ci")
+    first = runs.get_checkpoint()
+    second = runs.get_checkpoint("ci")
     assert first == second and first.parent == tmp_path / "checkpoints" / "ci" and len(calls) == 1
-    model, tok, state = P.load_checkpoint(first)
-    assert state["step"] == P.TrainConfig.for_profile("ci").max_steps
+    model, tok, state = checkpoint.load_checkpoint(first)
+    assert state["step"] == training.TrainConfig.for_profile("ci").max_steps
 
 
 def test_get_checkpoint_variant_trains_bert_only_masking_out_of_the_servers_way(tmp_path, monkeypatch):
-    monkeypatch.setattr(P, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
+    monkeypatch.setattr(runs, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
                                                         or tmp_path.joinpath(*parts)))
-    path = P.get_checkpoint("ci", "mask15")
+    path = runs.get_checkpoint("ci", "mask15")
     assert path.parent == tmp_path / "runs" / "ci-mask15"
     assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("model.safetensors"))
-    cfg = P.load_checkpoint(path)[2]["train_config"]
+    cfg = checkpoint.load_checkpoint(path)[2]["train_config"]
     assert cfg["mask_rate"] == 0.15 and cfg["variable_mix"] == 0.0
     with pytest.raises(ValueError, match="variant must be one of"):
-        P.get_checkpoint("ci", "mask50")
+        runs.get_checkpoint("ci", "mask50")
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -390,17 +389,17 @@ def test_cli_prints_where_the_checkpoint_went(tmp_path, args):
     assert proc.returncode == 0, proc.stderr
     line = [x for x in proc.stdout.splitlines() if x.startswith("checkpoint: ")][-1]
     path = Path(line.split(": ", 1)[1])
-    assert path == out / "step-0000003" and P.verify_checkpoint(path)
+    assert path == out / "step-0000003" and checkpoint.verify_checkpoint(path)
 
 
 def test_yaml_config(tmp_path):
     f = tmp_path / "exp.yaml"
     f.write_text("name: exp\nprofile: ci\ntrain:\n  max_steps: 7\n  lr: 0.001\n")
-    cfg, name = P.config_from_yaml(f)
+    cfg, name = pretrain.config_from_yaml(f)
     assert (cfg.max_steps, cfg.lr, cfg.model, name) == (7, 0.001, "ci", "exp")
     f.write_text("train:\n  max_step: 7\n")
     with pytest.raises(ValueError, match="max_step"):
-        P.config_from_yaml(f)
+        pretrain.config_from_yaml(f)
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path, data):
@@ -425,8 +424,8 @@ def test_torch_compile_option_trains_like_eager(tmp_path, data):
     compiled = run(tiny(compile=True, **same), tmp_path / "compiled", data)
     for a, b in zip(eager.records("train"), compiled.records("train"), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
-    assert P.verify_checkpoint(compiled.checkpoint)
-    assert not any(k.startswith("_orig_mod") for k in P.load_checkpoint(compiled.checkpoint)[0].state_dict())
+    assert checkpoint.verify_checkpoint(compiled.checkpoint)
+    assert not any(k.startswith("_orig_mod") for k in checkpoint.load_checkpoint(compiled.checkpoint)[0].state_dict())
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -435,8 +434,8 @@ def test_mixed_precision_paths_run(tmp_path, data, precision):
     res = run(tiny(max_steps=3, eval_every=3, precision=precision, grad_accum=2), tmp_path / precision, data)
     losses = [r["loss"] for r in res.records("train")]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
-    state = P.load_checkpoint(res.checkpoint)[2]
-    assert state["precision"] == str(P.pick_precision(torch.device("cpu"), precision))
+    state = checkpoint.load_checkpoint(res.checkpoint)[2]
+    assert state["precision"] == str(optim.pick_precision(torch.device("cpu"), precision))
     assert ("scale" in state["scaler"]) == (precision == "fp16")
 
 
@@ -444,7 +443,7 @@ def test_mixed_precision_paths_run(tmp_path, data, precision):
 def test_every_experiment_file_parses(path):
     from dsmini_helpers.model import DSMiniConfig
 
-    cfg, name = P.config_from_yaml(path)
+    cfg, name = pretrain.config_from_yaml(path)
     assert name == path.stem
     model = DSMiniConfig.from_dict(dict(cfg.model)) if isinstance(cfg.model, dict) else None
     assert model is None or model.vocab_size == 20_000
