@@ -73,6 +73,15 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                     lr=5e-4, warmup_steps=1000, grad_accum=2, mask_rate=0.3, variable_mix=0.25, save_every=2000,
                     ablation_steps=1000),
     },
+    "scaling": {
+        # chapter 10: the ci model trained by one process and by torchrun with 2 ranks (CPU, gloo)
+        "ci": dict(config="ci", demo_steps=6, batch_size=8, seq_len=64, grad_accum=2, world_size=2,
+                   strategies=("ddp",)),
+        "cpu": dict(config="ci", demo_steps=30, batch_size=16, seq_len=128, grad_accum=2, world_size=2,
+                    strategies=("ddp", "fsdp")),
+        "gpu": dict(config="ci", demo_steps=30, batch_size=16, seq_len=128, grad_accum=2, world_size=2,
+                    strategies=("ddp", "fsdp")),
+    },
     "inference": {
         # generation length/steps of the side-by-side; sentences embedded for the semantic-search measurement;
         # sweep_*: validation windows of the masked-accuracy-against-mask-rate comparison (two checkpoints)
