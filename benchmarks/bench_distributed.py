@@ -11,7 +11,7 @@ Throughput is the last `tokens_per_s` of each run's metrics.jsonl (training step
 and saving are excluded); `seconds` is the whole job, start-up included. The scaling efficiency is the N-rank
 throughput over N times the one-thread throughput.
 
-    python benchmarks/bench_distributed.py                 # the cpu model, N = 2 (a minute or two on 2 cores)
+    python benchmarks/bench_distributed.py                 # the cpu model, N = 2 (about two minutes on 2 busy cores)
     python benchmarks/bench_distributed.py --quick         # the ci model, a few steps: seconds, for tests
     python benchmarks/bench_distributed.py --nproc 8       # on a machine with 8 GPUs: one GPU per rank (NCCL)
     python benchmarks/bench_distributed.py --cpu           # ranks on the CPU (gloo) even where CUDA exists
@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 from benchmarks.common import bench_parser, pick_settings, write_json  # noqa: E402
 from dsmini_helpers.device import describe_environment  # noqa: E402
 
-FULL = dict(model="cpu", max_steps=12, batch_size=16, seq_len=128, grad_accum=2, repeats=1)
+FULL = dict(model="cpu", max_steps=6, batch_size=8, seq_len=128, grad_accum=2, repeats=1)
 QUICK = dict(model="ci", max_steps=3, batch_size=8, seq_len=64, grad_accum=1, repeats=1)
 
 
