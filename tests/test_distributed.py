@@ -41,13 +41,16 @@ def _crash(at_step: int):
 
 
 def _run(rank: int, world: int, port: int, root: str) -> None:
-    """One rank of the job: DDP, then FSDP2 in the same process group, then a DDP run that dies."""
+    """One rank of the job: DDP, FSDP2, FSDP2 resumed from DDP's step 3, then a DDP run that dies."""
     _env(rank, world, port)
-    for strategy, name, crash_at in (("ddp", "ddp", 0), ("fsdp", "fsdp", 0), ("ddp", "killed", 4)):
+    middle = Path(root) / "ddp" / "step-0000003"
+    phases = (("ddp", "ddp", None, 0), ("fsdp", "fsdp", None, 0), ("fsdp", "fsdp_resumed", middle, 0),
+              ("ddp", "killed", None, 4))
+    for strategy, name, resume_from, crash_at in phases:
         par = init_distributed(strategy, timeout_s=20)
         callback = _crash(crash_at) if crash_at and rank == world - 1 else None
         train(TrainConfig.from_dict(CFG), Path(root) / name, device="cpu", progress=False,
-              parallel=par, callback=callback)
+              parallel=par, callback=callback, resume_from=resume_from)
 
 
 def _one_process(out: Path, resume: bool = False) -> None:
@@ -64,7 +67,7 @@ def _assert_same(a: Path, b: Path, tol: float = 1e-6, weight_tol: float = 1e-5) 
     """Losses to 1e-6; weights to 1e-5: AdamW turns fp32 summation-order noise in near-zero
     gradients into updates of about lr * noise / eps, a few 1e-6 after a few steps."""
     la, lb = _losses(a), _losses(b)
-    assert len(la) == len(lb) == CFG["max_steps"]
+    assert len(la) == len(lb) == CFG["max_steps"]  # a resumed run keeps the history it resumed
     torch.testing.assert_close(torch.tensor(la), torch.tensor(lb), rtol=tol, atol=tol)
     wa, wb = (load_file(latest_checkpoint(d) / "model.safetensors") for d in (a, b))
     assert wa.keys() == wb.keys()
@@ -91,6 +94,10 @@ def test_ddp_two_ranks_equal_one_process(runs):
 
 def test_fsdp_two_ranks_equal_ddp(runs):
     _assert_same(runs / "ddp", runs / "fsdp")
+
+
+def test_fsdp_resumes_a_ddp_checkpoint(runs):
+    _assert_same(runs / "one", runs / "fsdp_resumed")  # another strategy, same world size
 
 
 def test_kill_and_resume_equals_uninterrupted(runs):
