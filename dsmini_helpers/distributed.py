@@ -321,22 +321,13 @@ def gather_whole(par: Parallel, trainer: Any) -> tuple[nn.Module, Any] | None:
     model.load_state_dict(weights)
     named = dict(model.named_parameters(remove_duplicate=False))
     index: dict[str, int] = {}  # parameter name -> position in the plain optimizer
-    groups = [
-        {**g, "params": [index.setdefault(n, len(index)) for n in g["params"]]}
-        for g in state["param_groups"]
-    ]
-    optimizer = type(trainer.optimizer)(
-        [
-            {**g, "params": [named[n] for n in g["params"]]}
-            for g in state["param_groups"]
-        ]
-    )
-    optimizer.load_state_dict(
-        {
-            "state": {index[k]: v for k, v in state["state"].items()},
-            "param_groups": groups,
-        }
-    )
+    groups = [{**g, "params": [index.setdefault(n, len(index)) for n in g["params"]]}
+              for g in state["param_groups"]]
+    groups_of = state["param_groups"]
+    plain = [{**g, "params": [named[n] for n in g["params"]]} for g in groups_of]
+    optimizer = type(trainer.optimizer)(plain)
+    by_index = {index[k]: v for k, v in state["state"].items()}
+    optimizer.load_state_dict({"state": by_index, "param_groups": groups})
     return model, optimizer
 
 
@@ -388,18 +379,10 @@ def estimate_memory_sharded(
         return {**local, "gathered": 0.0}
     block, root = unit_parameters(config)
     b, P, W = dtype_bytes(dtype), count_parameters(config)["total"], world_size
-    in_flight = (root + 2 * block) * (
-        4 + 4 + (b if b < 4 else 0)
-    )  # fp32, grad, autocast
-    terms = dict(
-        weights=4 * P / W,
-        gradients=4 * P / W,
-        optimizer=8 * P / W,
-        activations=local["activations"],
-        head=local["head"],
-        gathered=in_flight,
-    )
-    step = (
-        20 * P / W + in_flight
-    )  # AdamW's update: states + one fp32 temporary, sharded
+    copies = 4 + 4 + (b if b < 4 else 0)  # fp32 weights, their gradients, autocast copy
+    in_flight = (root + 2 * block) * copies
+    terms = dict(weights=4 * P / W, gradients=4 * P / W, optimizer=8 * P / W,
+                 activations=local["activations"], head=local["head"],
+                 gathered=in_flight)
+    step = 20 * P / W + in_flight  # AdamW's update: states + one fp32 temporary
     return {**terms, "peak": max(sum(terms.values()), step)}
