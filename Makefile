@@ -13,6 +13,11 @@ NBMAKE_TIMEOUT ?= 900
 # pytest exits 5 when it collects nothing: that is not a failure of the suite.
 PYTEST = $(PY) -m pytest
 ALLOW_EMPTY = rc=$$?; if [ $$rc -eq 5 ]; then echo "(no tests collected)"; rc=0; fi; exit $$rc
+# How CI runs: ci profile, offline, and one data folder of its own (never the reader's data/), shared by the
+# unit tests, the notebooks and the ci book of one run, so chapters reuse each other's artefacts.
+# tests/conftest.py gives a plain `pytest` run the same folder.
+CI_DATA_DIR ?= $(CURDIR)/_build/ci-data
+CI_ENV = DSMINI_PROFILE=ci HF_HUB_OFFLINE=1 DSMINI_DATA=offline DSMINI_DATA_DIR=$(CI_DATA_DIR)
 
 .PHONY: install install-dev book book-ci test lint unit notebooks export export-check lab serve bench clean \
   gpu-check gpu-check-dry-run gpu-wheels
@@ -45,19 +50,19 @@ book: install
 	$(BIN)/jupyter-book build . --keep-going
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
-# The book as CI builds it: ci profile, offline, warnings are errors, its own output folder and cache.
+# The book as CI builds it: ci profile, offline, CI's data folder, warnings are errors, its own output folder.
 book-ci: install-dev
-	DSMINI_PROFILE=ci HF_HUB_OFFLINE=1 DSMINI_DATA=offline $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/ci
+	$(CI_ENV) $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/ci
 	@echo "The ci book: file://$(CURDIR)/_build/ci/_build/html/index.html"
 
 lint: install-dev
 	$(BIN)/ruff check .
 
 unit: install-dev
-	DSMINI_PROFILE=ci HF_HUB_OFFLINE=1 DSMINI_DATA=offline $(PYTEST) tests -m "not browser and not gpu" -q; $(ALLOW_EMPTY)
+	$(CI_ENV) $(PYTEST) tests -m "not browser and not gpu" -q; $(ALLOW_EMPTY)
 
 notebooks: install-dev
-	DSMINI_PROFILE=ci HF_HUB_OFFLINE=1 DSMINI_DATA=offline $(PYTEST) --nbmake --nbmake-kernel=python3 \
+	$(CI_ENV) $(PYTEST) --nbmake --nbmake-kernel=python3 \
 	  --nbmake-timeout=$(NBMAKE_TIMEOUT) notebooks -q; $(ALLOW_EMPTY)
 
 browser: install-dev

@@ -4,7 +4,15 @@
 Exported from notebooks/07_pretraining.ipynb; each definition names its notebook cell.
 """
 
-__all__ = ["tokenize_texts", "get_token_arrays", "random_windows", "fixed_windows", "make_valid_set"]
+__all__ = [
+    "tokenize_texts",
+    "TOKENS_VERSION",
+    "tokenizer_fingerprint",
+    "get_token_arrays",
+    "random_windows",
+    "fixed_windows",
+    "make_valid_set",
+]
 
 
 # notebooks/07_pretraining.ipynb, cell ed61eee4 (chapter 7)
@@ -19,8 +27,8 @@ import torch
 from tokenizers import Tokenizer
 from torch import Tensor
 
-from dsmini_helpers.cache import build_once, data_dir
-from dsmini_helpers.data import load_texts
+from dsmini_helpers.cache import artefact_key, get_artefact
+from dsmini_helpers.data import get_corpus_dir, load_texts
 from dsmini_helpers.masking import bert_mask
 from dsmini_helpers.tokenizer import get_tokenizer
 
@@ -39,30 +47,40 @@ def tokenize_texts(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
 
 # notebooks/07_pretraining.ipynb, cell 5fec2fe4 (chapter 7)
-def get_token_arrays(tokenizer: Any = None, splits: Sequence[str] = ("train", "valid")) -> dict[str, np.ndarray]:
-    """{split: read-only memory-mapped ids}, tokenizing the chapter-1 corpus once under data/tokens/<key>/."""
-    tokenizer = tokenizer or get_tokenizer()
-    texts = {s: load_texts(s) for s in splits}
-    h = hashlib.sha256(tokenizer.to_str().encode())
-    for s in splits:
-        h.update(s.encode())
-        for t in texts[s]:
-            h.update(hashlib.sha256(t.encode()).digest())
-    folder = data_dir("tokens") / h.hexdigest()[:16]
+TOKENS_VERSION = 1  # bump when tokenize_texts changes: the token arrays' key includes it
 
-    def build(tmp: Path) -> None:
-        tmp.mkdir()
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """16 hex digits of sha256 of the tokenizer's JSON (about a megabyte: a few milliseconds)."""
+    return hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()[:16]
+
+
+def get_token_arrays(tokenizer: Any = None,
+                     splits: Sequence[str] = ("train", "valid")) -> dict[str, np.ndarray]:
+    """{split: read-only memory-mapped ids}: the corpus tokenized once, data/tokens/<key>/.
+
+    The key hashes the corpus artefact's key and the tokenizer, not the texts: finding the
+    arrays of a tokenized corpus reads no text.
+    """
+    tokenizer = tokenizer or get_tokenizer()
+    upstream = [get_corpus_dir().name, tokenizer_fingerprint(tokenizer)]
+    key = artefact_key("tokens", version=TOKENS_VERSION, config={"splits": list(splits)},
+                       upstream=upstream)
+
+    def build(folder: Path) -> None:
         meta = {"vocab_size": tokenizer.get_vocab_size(), "splits": {}}
         for s in splits:
-            ids = tokenize_texts(tokenizer, texts[s])
-            ids.tofile(tmp / f"{s}.bin")
-            meta["splits"][s] = {"tokens": int(len(ids)), "documents": len(texts[s]), "dtype": str(ids.dtype)}
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            texts = load_texts(s)
+            ids = tokenize_texts(tokenizer, texts)
+            ids.tofile(folder / f"{s}.bin")
+            meta["splits"][s] = {"tokens": int(len(ids)), "documents": len(texts),
+                                 "dtype": str(ids.dtype)}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
-    build_once(folder, build)
-    meta = json.loads((folder / "meta.json").read_text())
-    return {s: np.memmap(folder / f"{s}.bin", dtype=meta["splits"][s]["dtype"], mode="r",
-                         shape=(meta["splits"][s]["tokens"],)) for s in splits}
+    folder = get_artefact("tokens", key, build, inputs={"splits": list(splits), "upstream": upstream})
+    meta = json.loads((folder / "meta.json").read_text())["splits"]
+    return {s: np.memmap(folder / f"{s}.bin", dtype=meta[s]["dtype"], mode="r",
+                         shape=(meta[s]["tokens"],)) for s in splits}
 
 # notebooks/07_pretraining.ipynb, cell d241d161 (chapter 7)
 def random_windows(tokens: np.ndarray, batch_size: int, seq_len: int,

@@ -1,19 +1,30 @@
-"""Hand-written plumbing (not exported from a notebook): where artefacts live, atomic writes, build-once caching.
+"""Hand-written plumbing (not exported from a notebook): the artefact store, atomic writes, build-once caching.
 
-Everything a chapter builds for later chapters (corpus, tokenizer, token arrays, checkpoints) is cached under
-`data/` (or $DSMINI_DATA_DIR). Writes go to a temporary name in the same folder and are renamed into place, so a
-reader who interrupts a cell never leaves a half-written file; a file lock makes two notebooks that need the
-same artefact at once build it only once.
+Everything a chapter builds for later chapters (corpus, tokenizer, token arrays, checkpoints) is an artefact:
+a folder `data/<kind>/<key>/` (or under $DSMINI_DATA_DIR). The key hashes everything the artefact is made
+from: the keys of the artefacts it was built from (the tokenizer's key includes the corpus's), its
+configuration, and a version of the code that builds it. A changed input gives a new key, so a new folder:
+a stale artefact is never returned, and finding a cached one costs a hash of a few small strings and one
+`exists()`. Writes go to a temporary name in the same folder and are renamed into place, so a reader who
+interrupts a cell never leaves a half-written file; a file lock makes two notebooks that need the same
+artefact at once build it only once.
+
+    key = artefact_key("tokens", config={"splits": ["train", "valid"]}, upstream=[tokenizer_key], version=1)
+    folder = get_artefact("tokens", key, build)   # build(tmp) writes the files into a fresh folder
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import importlib.util
+import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from filelock import FileLock
 
@@ -128,3 +139,54 @@ def build_once(path: str | os.PathLike, build: Callable[[Path], None]) -> Path:
         finally:
             shutil.rmtree(tmp.parent, ignore_errors=True)
     return path
+
+
+ARTEFACT_FILE = "artefact.json"  # in every artefact folder: its kind, key and what the key was made of
+
+
+def artefact_key(kind: str, *, version: str | int, config: Any = None, upstream: Sequence[str] = (),
+                 label: str = "") -> str:
+    """`label-` + 16 hex digits of sha256 over the kind, code version, upstream keys and config (as JSON).
+
+    `config` must be JSON-serialisable (tuples count as lists); dict order does not matter. The label only
+    makes the folder name readable ("offline-v3-1f0c..."); the hash alone tells artefacts apart.
+    """
+    blob = json.dumps({"kind": kind, "version": str(version), "upstream": list(upstream), "config": config},
+                      sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    return f"{label}-{digest}" if label else digest
+
+
+def code_version(*modules: str) -> str:
+    """sha256 (16 hex digits) of the source files of `modules` ("dsmini_helpers.model", ...).
+
+    A key that includes it changes whenever the code that builds the artefact changes; reading a few
+    source files costs well under a millisecond each.
+    """
+    h = hashlib.sha256()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no source file for module {name!r}")
+        h.update(name.encode() + b"\0" + Path(spec.origin).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def artefact_dir(kind: str, key: str) -> Path:
+    """Where the artefact `kind`/`key` lives (it may not exist yet): data/<kind>/<key>."""
+    return data_dir(kind) / key
+
+
+def get_artefact(kind: str, key: str, build: Callable[[Path], None], *, inputs: Any = None) -> Path:
+    """The folder of artefact `kind`/`key`, calling `build(folder)` first if it does not exist.
+
+    `build` writes its files into the fresh folder it is given; the store adds `artefact.json` (kind, key,
+    `inputs`) and renames the folder into place under a lock, so it is built once and never half-written.
+    """
+    def build_folder(tmp: Path) -> None:
+        tmp.mkdir()
+        build(tmp)
+        record = {"kind": kind, "key": key, "inputs": inputs}
+        (tmp / ARTEFACT_FILE).write_text(json.dumps(record, indent=1, default=str), encoding="utf-8")
+
+    return build_once(artefact_dir(kind, key), build_folder)

@@ -59,7 +59,7 @@ import mwparserfromhell
 from mwparserfromhell import nodes as mwnodes
 from tqdm.auto import tqdm
 
-from dsmini_helpers.cache import build_once, data_dir
+from dsmini_helpers.cache import artefact_key, data_dir, get_artefact
 from dsmini_helpers.profiles import get_profile
 
 PIPELINE_VERSION = 3  # bump when cleaning changes: the corpus folder name includes it, so caches rebuild
@@ -406,18 +406,22 @@ def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict
 
 # notebooks/01_data.ipynb, cell 670377a9 (chapter 1)
 def _corpus(kind: str) -> Path:
-    """Build (once, atomically, under a lock) and return the corpus folder of `kind` ("offline" or "online")."""
+    """The corpus artefact of `kind` ("offline" or "online"): data/processed/<key>, built once."""
     if kind == "offline":
-        name, raw, sources, total = f"offline-v{PIPELINE_VERSION}", raw_offline_documents, OFFLINE_SOURCES, None
+        label, raw, sources, total = "offline", raw_offline_documents, OFFLINE_SOURCES, None
+        inputs = {"sources": OFFLINE_SOURCES}
     else:
         n = get_profile().sizes("data").online_docs_per_source
         srcs = online_sources()
-        tag = hashlib.sha256(json.dumps(srcs, sort_keys=True).encode()).hexdigest()[:8]
-        name, total = f"online-{n}-{tag}-v{PIPELINE_VERSION}", n * len(srcs)
+        label, total, inputs = f"online-{n}", n * len(srcs), {"sources": srcs, "docs_per_source": n}
         sources = {s["name"]: {"origin": f"hf:{s['path']} ({s['config']})", "license": s["license"],
                                "markup": "plain"} for s in srcs}
         raw = lambda: raw_online_documents(n)
-    return build_once(data_dir("processed") / name, lambda tmp: build_corpus(tmp, raw(), sources, total=total))
+    inputs |= {"valid_fraction": VALID_FRACTION, "split_salt": SPLIT_SALT, "min_doc_words": MIN_DOC_WORDS}
+    key = artefact_key("processed", version=PIPELINE_VERSION, config=inputs,
+                       label=f"{label}-v{PIPELINE_VERSION}")
+    build = lambda folder: build_corpus(folder, raw(), sources, total=total)
+    return get_artefact("processed", key, build, inputs=inputs)
 
 
 _AUTO_CHOICE: dict[tuple, Path] = {}  # what `auto` chose in this process: probe and print only once

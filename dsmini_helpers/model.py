@@ -11,7 +11,6 @@ __all__ = [
     "Block",
     "MLMOutput",
     "DSMiniModel",
-    "PROFILE_CONFIGS",
     "config_for_profile",
     "count_parameters",
     "count_parameters_formula",
@@ -36,6 +35,7 @@ from torch import Tensor
 
 from dsmini_helpers.attention import MultiHeadAttention, RotaryEmbedding
 from dsmini_helpers.moe import MoE, SwiGLU
+from dsmini_helpers.profiles import get_profile, read_experiment
 from dsmini_helpers.sparse_attention import SlidingWindowAttention
 
 BALANCE_MODES = ("aux", "bias", "none")
@@ -141,10 +141,7 @@ class DSMiniConfig:
     @classmethod
     def from_yaml(cls, path: str | Path) -> "DSMiniConfig":
         """Read the `model:` section of an experiment file such as experiments/pretrain_small.yaml."""
-        import yaml
-
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        return cls.from_dict(data.get("model", data) if isinstance(data, dict) else data)
+        return cls.from_dict(read_experiment(path)["model"])
 
 # notebooks/06_model.ipynb, cell 2f111bf2 (chapter 6)
 class RMSNorm(nn.Module):
@@ -266,21 +263,9 @@ class DSMiniModel(nn.Module):
         return MLMOutput(loss, logits, hidden)
 
 # notebooks/06_model.ipynb, cell 92bdb88c (chapter 6)
-PROFILE_CONFIGS: dict[str, dict] = {
-    "ci": dict(vocab_size=20_000, d_model=64, n_layers=3, n_heads=4, d_hidden=128, window=16, global_every=2,
-               moe_layers=(1,), n_experts=4, top_k=2, n_shared=1, max_len=128),
-    "cpu": dict(vocab_size=20_000, d_model=256, n_layers=4, n_heads=4, d_hidden=512, window=64, global_every=3,
-                moe_layers=(1, 3), n_experts=4, top_k=1, n_shared=1, max_len=512),
-    "gpu": dict(vocab_size=20_000, d_model=512, n_layers=8, n_heads=8, d_hidden=1024, window=64, global_every=3,
-                moe_layers=(1, 3, 5, 7), n_experts=8, top_k=2, n_shared=1, max_len=512),
-}
-
-
 def config_for_profile(name: str | None = None) -> DSMiniConfig:
-    """The named DSMiniConfig of a profile ("ci", "cpu", "gpu"; default: the current profile)."""
-    from dsmini_helpers.profiles import get_profile
-
-    return DSMiniConfig(**PROFILE_CONFIGS[get_profile(name).name])
+    """The model of a profile ("ci", "cpu", "gpu"; default: the current one), from its experiment file."""
+    return DSMiniConfig.from_yaml(get_profile(name).experiment_path())
 
 # notebooks/06_model.ipynb, cell 2f51eef0 (chapter 6)
 def count_parameters(model_or_config: "nn.Module | DSMiniConfig") -> dict[str, int]:

@@ -14,28 +14,23 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-import yaml
-
 from dsmini_helpers.cache import data_dir
 from dsmini_helpers.checkpoint import latest_checkpoint
 from dsmini_helpers.distributed import STRATEGIES, init_distributed
-from dsmini_helpers.profiles import get_profile
+from dsmini_helpers.model import DSMiniConfig
+from dsmini_helpers.profiles import get_profile, read_experiment
 from dsmini_helpers.runs import get_checkpoint  # noqa: F401  (chapter 9 imports it from here)
 from dsmini_helpers.train import TrainConfig, train
 
 
 def config_from_yaml(path: str | Path) -> tuple[TrainConfig, str]:
-    """(TrainConfig, run name) from a YAML file: `profile`, `model`, TrainConfig fields under `train`."""
-    path = Path(path)
-    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
-    profile = raw.get("profile")
-    train_keys = dict(raw.get("train") or {})
-    if "model" in raw and "model" not in train_keys:
-        train_keys["model"] = raw["model"]
-    cfg = TrainConfig.for_profile(profile, **train_keys)
-    return cfg, str(raw.get("name") or path.stem)
+    """(TrainConfig, run name) from an experiment file: its profile's run, with its `model` and `train`."""
+    exp = read_experiment(path)
+    model = {}
+    if exp["model"]:
+        DSMiniConfig.from_dict(exp["model"])  # unknown or bad model keys fail here, not after minutes
+        model = {"model": exp["model"]}
+    return TrainConfig.for_profile(exp["profile"], **{**exp["train"], **model}), exp["name"]
 
 # notebooks/07_pretraining.ipynb, cell 446197c5 (chapter 7)
 def main(argv: Sequence[str] | None = None) -> int:

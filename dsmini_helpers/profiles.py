@@ -6,16 +6,26 @@ configuration for an 8 GB card (default on CUDA). Every heavy cell reads its siz
     profile = get_profile()
     sizes = profile.sizes("attention")   # the attention chapter's sizes for this profile
     sizes.seq_len
+
+The model and the training run of each profile are the one thing not in this table: they live in
+`experiments/<file>.yaml` (`model:` for DSMiniConfig, `train:` for TrainConfig), read by `read_experiment`,
+so that `python -m dsmini_helpers.pretrain --config experiments/cpu.yaml` trains exactly the `cpu` run.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
+import yaml
+
 PROFILE_NAMES = ("ci", "cpu", "gpu")
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+PROFILE_EXPERIMENTS = {"ci": "ci.yaml", "cpu": "cpu.yaml", "gpu": "pretrain_small.yaml"}  # model + training run
+EXPERIMENT_KEYS = ("name", "profile", "model", "train")
 
 # One block per chapter; each block gives the same keys for the three profiles.
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
@@ -57,21 +67,16 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
                     bias_rate=1e-3),
     },
     "model": {
-        "ci": dict(config="ci", batch_size=4, seq_len=64),
-        "cpu": dict(config="cpu", batch_size=8, seq_len=256),
-        "gpu": dict(config="gpu", batch_size=24, seq_len=512),  # chapter 6 estimator: peak + 15% <= 7.5 GiB
+        # chapter 6's measurements (a forward on real text, the memory estimate); the models: experiments/*.yaml
+        "ci": dict(batch_size=4, seq_len=64),
+        "cpu": dict(batch_size=8, seq_len=256),
+        "gpu": dict(batch_size=24, seq_len=512),
     },
     "pretrain": {
-        # mask_rate 0.3 as ModernBERT; variable_mix: fraction of batches masked at a random rate (chapter 8 generates)
-        "ci": dict(config="ci", max_steps=40, batch_size=8, seq_len=64, eval_every=20, eval_batches=4, lr=2e-3,
-                   warmup_steps=5, grad_accum=1, mask_rate=0.3, variable_mix=0.25, save_every=0,
-                   ablation_steps=40),
-        "cpu": dict(config="cpu", max_steps=600, batch_size=16, seq_len=128, eval_every=100, eval_batches=8, lr=1e-3,
-                    warmup_steps=50, grad_accum=1, mask_rate=0.3, variable_mix=0.25, save_every=200,
-                    ablation_steps=120),
-        "gpu": dict(config="gpu", max_steps=20_000, batch_size=24, seq_len=512, eval_every=500, eval_batches=20,
-                    lr=5e-4, warmup_steps=1000, grad_accum=2, mask_rate=0.3, variable_mix=0.25, save_every=2000,
-                    ablation_steps=1000),
+        # the notebook's same-budget ablation; the training runs themselves: experiments/*.yaml (`train:`)
+        "ci": dict(ablation_steps=40),
+        "cpu": dict(ablation_steps=120),
+        "gpu": dict(ablation_steps=1000),
     },
     "scaling": {
         # chapter 10: the ci model trained by one process and by torchrun with 2 ranks (CPU, gloo)
@@ -106,8 +111,36 @@ class Profile:
             raise KeyError(f"no sizes for chapter {chapter!r}; known: {sorted(SIZES)}")
         return SimpleNamespace(**MappingProxyType(SIZES[chapter][self.name]))
 
+    def experiment_path(self) -> Path:
+        """experiments/<file>.yaml: this profile's model and training run."""
+        return EXPERIMENTS / PROFILE_EXPERIMENTS[self.name]
+
+    def experiment(self) -> dict[str, Any]:
+        """This profile's experiment file: {"name", "profile", "model": {...}, "train": {...}}."""
+        return read_experiment(self.experiment_path())
+
     def __str__(self) -> str:
         return self.name
+
+
+def read_experiment(path: str | os.PathLike) -> dict[str, Any]:
+    """An experiment YAML file as {"name", "profile", "model", "train"}; any other key is an error.
+
+    `model` holds DSMiniConfig fields and `train` TrainConfig fields (each class rejects unknown ones);
+    both default to {} and `name` to the file's stem.
+    """
+    path = Path(path)
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(raw) - set(EXPERIMENT_KEYS))
+    if unknown:
+        raise ValueError(f"{path}: unknown keys {unknown}; known: {list(EXPERIMENT_KEYS)}")
+    for section in ("model", "train"):
+        if not isinstance(raw.get(section) or {}, dict):
+            raise ValueError(f"{path}: `{section}` must be a mapping")
+    return {"name": str(raw.get("name") or path.stem), "profile": raw.get("profile"),
+            "model": dict(raw.get("model") or {}), "train": dict(raw.get("train") or {})}
 
 
 def default_profile_name() -> str:

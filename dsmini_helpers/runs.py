@@ -4,7 +4,15 @@
 Exported from notebooks/07_pretraining.ipynb; each definition names its notebook cell.
 """
 
-__all__ = ["VARIANTS", "get_checkpoint", "ABLATIONS", "run_ablation"]
+__all__ = [
+    "VARIANTS",
+    "TRAINING_CODE",
+    "run_artefact",
+    "find_checkpoint",
+    "get_checkpoint",
+    "ABLATIONS",
+    "run_ablation",
+]
 
 
 # notebooks/07_pretraining.ipynb, cell 8f5855dd (chapter 7)
@@ -13,36 +21,52 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from dsmini_helpers.cache import data_dir, file_lock
+from dsmini_helpers.cache import artefact_dir, artefact_key, code_version, get_artefact
 from dsmini_helpers.checkpoint import latest_checkpoint
 from dsmini_helpers.profiles import get_profile
+from dsmini_helpers.tokenizer import tokenizer_key
 from dsmini_helpers.train import TrainConfig, train
 
 VARIANTS: dict[str, dict[str, Any]] = {  # TrainConfig overrides of the profile's run
     "default": {},
     "mask15": {"mask_rate": 0.15, "variable_mix": 0.0},  # BERT's recipe only: chapter 8's comparison
 }
+TRAINING_CODE = tuple(f"dsmini_helpers.{m}" for m in (  # a change to any of them retrains
+    "attention", "sparse_attention", "moe", "model", "masking", "batches", "optim",
+    "checkpoint", "evaluation", "metrics", "train"))
 
 
-def get_checkpoint(profile_name: str | None = None, variant: str = "default") -> Path:
-    """The latest checkpoint of the profile's run, training it first if missing (under a lock: once).
-
-    "default" lives in data/checkpoints/<profile>/ (what chapter 9 serves); other variants in
-    data/runs/<profile>-<variant>/, so the server never picks a comparison model as "the latest".
-    """
+def run_artefact(profile_name: str | None = None,
+                 variant: str = "default") -> tuple[str, str, TrainConfig]:
+    """(kind, key, TrainConfig) of a profile's run: the key hashes config, code and tokenizer."""
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {sorted(VARIANTS)}, got {variant!r}")
     profile = get_profile(profile_name)
-    root = (data_dir("checkpoints", profile.name) if variant == "default"
-            else data_dir("runs", f"{profile.name}-{variant}"))
-    found = latest_checkpoint(root)
-    if found is not None:
-        return found
-    with file_lock(root / "train"):
-        found = latest_checkpoint(root)
-        if found is None:
-            cfg = TrainConfig.for_profile(profile.name, **VARIANTS[variant])
-            found = train(cfg, root, progress=False).checkpoint
+    cfg = TrainConfig.for_profile(profile.name, **VARIANTS[variant])
+    kind = "checkpoints" if variant == "default" else "runs"  # the server looks in the first
+    key = artefact_key(kind, version=code_version(*TRAINING_CODE), config=asdict(cfg),
+                       upstream=[tokenizer_key()], label=f"{profile.name}-{variant}")
+    return kind, key, cfg
+
+
+def find_checkpoint(profile_name: str | None = None, variant: str = "default") -> Path | None:
+    """The run's checkpoint if one was trained with today's config, code and tokenizer, else None."""
+    kind, key, _ = run_artefact(profile_name, variant)
+    return latest_checkpoint(artefact_dir(kind, key))
+
+
+def get_checkpoint(profile_name: str | None = None, variant: str = "default") -> Path:
+    """The latest checkpoint of the profile's run, training it first if missing (once, under a lock).
+
+    "default" lives in data/checkpoints/<key>/ (what chapter 9 serves), other variants in
+    data/runs/<key>/. A changed config, training code or tokenizer gives a new key: a new run.
+    """
+    kind, key, cfg = run_artefact(profile_name, variant)
+    build = lambda folder: train(cfg, folder, progress=False)
+    folder = get_artefact(kind, key, build, inputs={"train_config": asdict(cfg)})
+    found = latest_checkpoint(folder)
+    if found is None:
+        raise RuntimeError(f"{folder} holds no complete checkpoint: delete it to train again")
     return found
 
 # notebooks/07_pretraining.ipynb, cell d16d5911 (chapter 7)

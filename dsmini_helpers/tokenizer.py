@@ -26,9 +26,11 @@ __all__ = [
     "count_words",
     "learn_merges",
     "train_fast",
+    "TOKENIZER_VERSION",
     "train_hf_tokenizer",
-    "corpus_sha256",
+    "corpus_key",
     "train_texts_for_tokenizer",
+    "tokenizer_key",
     "tokenizer_path",
     "get_tokenizer",
     "hf_vocab",
@@ -345,6 +347,12 @@ def train_fast(texts: str | Iterable[str], vocab_size: int) -> "BPETokenizer":
     return BPETokenizer(merges)
 
 # notebooks/02_tokenizer.ipynb, cell 3b5aea08 (chapter 2)
+from dsmini_helpers.cache import artefact_dir, artefact_key, get_artefact
+from dsmini_helpers.data import get_corpus_dir, load_texts
+
+TOKENIZER_VERSION = 1  # bump when training changes: the tokenizer's key includes it
+
+
 def train_hf_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> Tokenizer:
     """Hugging Face `tokenizers` byte-level BPE with our specials (ids 0-4) and a `[CLS] $A [SEP]` post-processor."""
     texts = _check_training_args(texts, vocab_size)
@@ -363,56 +371,42 @@ def train_hf_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> To
     return tok
 
 
-def corpus_sha256() -> str:
-    """The sha256 of chapter 1's train split file: the tokenizer's cache key (building the corpus if missing)."""
-    import hashlib
-
-    from dsmini_helpers.data import get_corpus_dir
-
-    return hashlib.sha256((get_corpus_dir() / "train.jsonl").read_bytes()).hexdigest()
+def corpus_key() -> str:
+    """The key of chapter 1's corpus artefact (its folder name): the tokenizer's upstream key."""
+    return get_corpus_dir().name
 
 
 def train_texts_for_tokenizer() -> list[str]:
     """The texts the book's tokenizer is trained on: chapter 1's train split."""
-    from dsmini_helpers.data import load_texts
-
     return load_texts("train")
 
 
+def tokenizer_key(vocab_size: int = VOCAB_SIZE) -> str:
+    """The tokenizer artefact's key: the corpus key, the vocabulary size, the pattern, the specials."""
+    config = {"vocab_size": vocab_size, "pattern": GPT2_PATTERN, "special_tokens": SPECIAL_TOKENS}
+    return artefact_key("vocab", version=TOKENIZER_VERSION, config=config, upstream=[corpus_key()],
+                        label=f"bpe-{vocab_size}")
+
+
 def tokenizer_path(vocab_size: int = VOCAB_SIZE) -> Path:
-    """data/vocab/tokenizer.json (other vocabulary sizes: tokenizer-<size>.json)."""
-    from dsmini_helpers.cache import data_dir
-
-    name = "tokenizer.json" if vocab_size == VOCAB_SIZE else f"tokenizer-{vocab_size}.json"
-    return data_dir("vocab") / name
-
-
-def _read_meta(path: Path) -> dict:
-    try:
-        return json.loads(path.with_suffix(".meta.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    """data/vocab/<key>/tokenizer.json: the book's tokenizer for this corpus and vocabulary size."""
+    return artefact_dir("vocab", tokenizer_key(vocab_size)) / "tokenizer.json"
 
 
 def get_tokenizer(vocab_size: int = VOCAB_SIZE) -> Tokenizer:
-    """The book's tokenizer: loads data/vocab/tokenizer.json, training it on chapter 1's train split if it is
-    missing or was trained on another corpus or vocabulary size. Encoding adds [CLS] ... [SEP]."""
-    from dsmini_helpers.cache import atomic_path, atomic_write_text, file_lock
+    """The book's tokenizer, trained once on chapter 1's train split for each corpus and vocabulary size.
 
+    A changed corpus or size gives a new key, so a new tokenizer. Encoding adds [CLS] ... [SEP].
+    """
     if isinstance(vocab_size, bool) or not isinstance(vocab_size, int) or vocab_size <= N_BASE:
         raise ValueError(f"vocab_size must be an int > {N_BASE}, got {vocab_size!r}")
-    path = tokenizer_path(vocab_size)
-    wanted = {"corpus_sha256": corpus_sha256(), "vocab_size": vocab_size, "pattern": GPT2_PATTERN,
-              "special_tokens": SPECIAL_TOKENS}
-    fresh = lambda: {k: _read_meta(path).get(k) for k in wanted} == wanted and path.exists()
-    if not fresh():  # meta is written after the tokenizer, so fresh meta means a complete tokenizer file
-        with file_lock(path):
-            if not fresh():  # another process may have trained it while we waited
-                tok = train_hf_tokenizer(train_texts_for_tokenizer(), vocab_size)
-                with atomic_path(path) as tmp:
-                    tok.save(str(tmp))
-                atomic_write_text(path.with_suffix(".meta.json"), json.dumps(wanted, indent=1))
-    return Tokenizer.from_file(str(path))
+
+    def build(folder: Path) -> None:
+        train_hf_tokenizer(train_texts_for_tokenizer(), vocab_size).save(str(folder / "tokenizer.json"))
+
+    inputs = {"vocab_size": vocab_size, "corpus": corpus_key()}
+    folder = get_artefact("vocab", tokenizer_key(vocab_size), build, inputs=inputs)
+    return Tokenizer.from_file(str(folder / "tokenizer.json"))
 
 # notebooks/02_tokenizer.ipynb, cell 8c86b13e (chapter 2)
 def hf_vocab(tok: Tokenizer) -> dict[int, bytes]:

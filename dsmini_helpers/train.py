@@ -63,24 +63,26 @@ from dsmini_helpers.tokenizer import get_tokenizer
 class TrainConfig:
     """One training run, as plain data (saved as JSON in every checkpoint)."""
 
-    model: str | dict = "ci"  # a profile name for config_for_profile, or DSMiniConfig fields
+    # the sizes of a run: no defaults, each profile's come from its experiment file (`train:`)
+    model: str | dict  # a profile name for config_for_profile, or DSMiniConfig fields
+    max_steps: int
+    batch_size: int
+    seq_len: int
+    lr: float
+    warmup_steps: int
+    eval_every: int
+    eval_batches: int
+    # the recipe: the same for every profile unless a run says otherwise
     model_overrides: dict = field(default_factory=dict)  # DSMiniConfig fields to change (ablations)
-    max_steps: int = 40
-    batch_size: int = 8
-    seq_len: int = 64
     grad_accum: int = 1
-    lr: float = 2e-3
     min_lr_ratio: float = 0.1
-    warmup_steps: int = 10
     weight_decay: float = 0.01
     betas: tuple[float, float] = (0.9, 0.98)
     grad_clip: float = 1.0
     objective: str = "bert"  # bert | span | variable
-    mask_rate: float = 0.3
-    variable_mix: float = 0.0  # fraction of batches masked at a random rate instead (for chapter 8's generation)
+    mask_rate: float = 0.3  # ModernBERT's rate
+    variable_mix: float = 0.0  # fraction of batches masked at a random rate (chapter 8 generates)
     log_every: int = 10  # steps between host syncs: the step's losses wait on the device until then
-    eval_every: int = 20
-    eval_batches: int = 4
     save_every: int = 0  # 0: save only at the end
     keep_last: int = 2  # checkpoints kept in the output folder
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
@@ -109,12 +111,9 @@ class TrainConfig:
 
     @classmethod
     def for_profile(cls, name: str | None = None, **overrides: Any) -> "TrainConfig":
-        """The profile's `pretrain` sizes (profiles.py), with `overrides`."""
-        sizes = vars(get_profile(name).sizes("pretrain"))
-        known = {f.name for f in fields(cls)}
-        d = {k: v for k, v in sizes.items() if k in known}
-        d["model"] = sizes.get("config", get_profile(name).name)
-        return cls.from_dict({**d, **overrides})
+        """The profile's run (the `train:` section of its experiment file), with `overrides`."""
+        profile = get_profile(name)
+        return cls.from_dict({"model": profile.name, **profile.experiment()["train"], **overrides})
 
 # notebooks/07_pretraining.ipynb, cell ad21184b (chapter 7)
 def build_model(cfg: TrainConfig) -> nn.Module:

@@ -1,5 +1,6 @@
 """Chapter 7: masking objectives, the training loop, exact resume, and checkpoints that fail loudly and never pickle."""
 
+import dataclasses
 import json
 import math
 import pickle
@@ -12,7 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from dsmini_helpers import batches, checkpoint, evaluation, masking, optim, pretrain, runs
+from dsmini_helpers import batches, checkpoint, evaluation, masking, optim, pretrain, profiles, runs
 from dsmini_helpers import train as training
 
 V = 1000
@@ -123,7 +124,7 @@ def test_bad_input_gets_clear_errors():
     with pytest.raises(ValueError, match="unknown TrainConfig keys"):
         training.TrainConfig.from_dict({"learning_rate": 1e-3})
     with pytest.raises(ValueError, match="objective"):
-        training.TrainConfig(objective="clm")
+        training.TrainConfig.for_profile("ci", objective="clm")
 
 
 def test_lr_schedule():
@@ -346,7 +347,7 @@ def test_nan_guard_stops_with_a_clear_message(tmp_path, monkeypatch, data):
         run(tiny(), tmp_path / "nan", data)
 
 
-def test_get_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch):
+def test_get_checkpoint_trains_once_then_reuses(private_store, monkeypatch):
     calls = []
     real_train = training.train
 
@@ -356,21 +357,19 @@ def test_get_checkpoint_trains_once_then_reuses(tmp_path, monkeypatch):
 
     monkeypatch.setenv("DSMINI_PROFILE", "ci")
     monkeypatch.setattr(runs, "train", counting_train)
-    monkeypatch.setattr(runs, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
-                                                        or tmp_path.joinpath(*parts)))
     first = runs.get_checkpoint()
     second = runs.get_checkpoint("ci")
-    assert first == second and first.parent == tmp_path / "checkpoints" / "ci" and len(calls) == 1
+    assert first == second and first.parent.parent == private_store / "checkpoints" and len(calls) == 1
+    assert first.parent.name.startswith("ci-default-") and runs.find_checkpoint("ci") == first
     model, tok, state = checkpoint.load_checkpoint(first)
     assert state["step"] == training.TrainConfig.for_profile("ci").max_steps
 
 
-def test_get_checkpoint_variant_trains_bert_only_masking_out_of_the_servers_way(tmp_path, monkeypatch):
-    monkeypatch.setattr(runs, "data_dir", lambda *parts: (tmp_path.joinpath(*parts).mkdir(parents=True, exist_ok=True)
-                                                        or tmp_path.joinpath(*parts)))
+def test_get_checkpoint_variant_trains_bert_only_masking_out_of_the_servers_way(private_store):
     path = runs.get_checkpoint("ci", "mask15")
-    assert path.parent == tmp_path / "runs" / "ci-mask15"
-    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").rglob("model.safetensors"))
+    assert path.parent.parent == private_store / "runs" and path.parent.name.startswith("ci-mask15-")
+    checkpoints = private_store / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.rglob("model.safetensors"))
     cfg = checkpoint.load_checkpoint(path)[2]["train_config"]
     assert cfg["mask_rate"] == 0.15 and cfg["variable_mix"] == 0.0
     with pytest.raises(ValueError, match="variant must be one of"):
@@ -400,6 +399,22 @@ def test_yaml_config(tmp_path):
     f.write_text("train:\n  max_step: 7\n")
     with pytest.raises(ValueError, match="max_step"):
         pretrain.config_from_yaml(f)
+    f.write_text("profile: ci\ntrian:\n  max_steps: 7\n")
+    with pytest.raises(ValueError, match="trian"):
+        pretrain.config_from_yaml(f)
+    f.write_text("profile: ci\nmodel:\n  d_modl: 64\n")
+    with pytest.raises(ValueError, match="d_modl"):
+        pretrain.config_from_yaml(f)
+
+
+def test_profiles_read_their_run_from_the_experiment_files_and_reject_unknown_keys():
+    for name in ("ci", "cpu", "gpu"):
+        cfg = training.TrainConfig.for_profile(name)
+        from_file, _ = pretrain.config_from_yaml(profiles.get_profile(name).experiment_path())
+        assert cfg.model == name and training.build_model(from_file).config == training.build_model(cfg).config
+        assert dataclasses.replace(from_file, model=name) == cfg
+    with pytest.raises(ValueError, match="unknown TrainConfig keys"):
+        training.TrainConfig.for_profile("ci", ablation_steps=3)  # not silently dropped
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path, data):

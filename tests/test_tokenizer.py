@@ -239,8 +239,8 @@ def test_bad_encode_decode_input(tok):
 def test_get_tokenizer_caches_and_retrains(tmp_path, monkeypatch):
     monkeypatch.setenv("DSMINI_DATA_DIR", str(tmp_path))
     calls = []
-    corpus = {"sha": "a" * 64, "texts": [make_text(7)]}
-    monkeypatch.setattr(T, "corpus_sha256", lambda: corpus["sha"])
+    corpus = {"key": "corpus-a", "texts": [make_text(7)]}
+    monkeypatch.setattr(T, "corpus_key", lambda: corpus["key"])
 
     def texts():
         calls.append(1)
@@ -249,10 +249,10 @@ def test_get_tokenizer_caches_and_retrains(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "train_texts_for_tokenizer", texts)
     tok = T.get_tokenizer(400)
     path = T.tokenizer_path(400)
-    assert path == tmp_path / "vocab" / "tokenizer-400.json" and path.exists()
-    assert T.tokenizer_path() == tmp_path / "vocab" / "tokenizer.json"
-    meta = json.loads(path.with_suffix(".meta.json").read_text())
-    assert meta["corpus_sha256"] == "a" * 64 and meta["vocab_size"] == 400
+    assert path == tmp_path / "vocab" / T.tokenizer_key(400) / "tokenizer.json" and path.exists()
+    assert T.tokenizer_key(400).startswith("bpe-400-") and T.tokenizer_path() != path
+    record = json.loads((path.parent / "artefact.json").read_text())
+    assert record["inputs"] == {"vocab_size": 400, "corpus": "corpus-a"}
     assert tok.get_vocab_size() <= 400 and len(calls) == 1
     enc = tok.encode("the token")
     assert enc.ids[0] == T.CLS_ID and enc.ids[-1] == T.SEP_ID
@@ -260,14 +260,14 @@ def test_get_tokenizer_caches_and_retrains(tmp_path, monkeypatch):
     again = T.get_tokenizer(400)  # cached: no training
     assert len(calls) == 1 and again.encode("the token").ids == enc.ids
 
-    corpus.update(sha="b" * 64, texts=[make_text(8)])  # a new corpus: trained again
+    corpus.update(key="corpus-b", texts=[make_text(8)])  # a new corpus: a new key, trained again
     T.get_tokenizer(400)
-    assert len(calls) == 2
-    assert json.loads(path.with_suffix(".meta.json").read_text())["corpus_sha256"] == "b" * 64
-    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]  # no temporary files left
+    assert len(calls) == 2 and T.tokenizer_path(400) != path and path.exists()  # the old one is kept
+    assert json.loads((T.tokenizer_path(400).parent / "artefact.json").read_text())["inputs"]["corpus"] == "corpus-b"
+    assert not [p for p in path.parent.parent.iterdir() if p.name.startswith(".")]  # no temporary folders left
 
     transformers = pytest.importorskip("transformers")
-    fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(path))
+    fast = transformers.PreTrainedTokenizerFast(tokenizer_file=str(T.tokenizer_path(400)))
     assert fast("the token")["input_ids"] == T.get_tokenizer(400).encode("the token").ids
 
     with pytest.raises(ValueError):
@@ -283,7 +283,7 @@ def test_get_tokenizer_trains_once_when_two_processes_ask(tmp_path, monkeypatch)
     import time
 
     monkeypatch.setenv("DSMINI_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(T, "corpus_sha256", lambda: "c" * 64)
+    monkeypatch.setattr(T, "corpus_key", lambda: "corpus-c")
     log = tmp_path / "trainings.log"
 
     def texts():
