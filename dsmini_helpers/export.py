@@ -37,6 +37,7 @@ EXPORTS: dict[str, str] = {
     "07_pretraining": "train",
     "08_inference": "inference",
     "09_serving": "api",
+    "10_scaling_out": "distributed",
 }
 
 # module -> one line for its docstring; a module missing here is described by its chapters' titles

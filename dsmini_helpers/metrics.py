@@ -46,15 +46,17 @@ class PendingSteps:
 class MetricsLog:
     """Records kept in `history`, appended to metrics.jsonl and passed to `callback`."""
 
-    def __init__(self, path: Path, history: list[dict[str, Any]],
+    def __init__(self, path: Path | None, history: list[dict[str, Any]],
                  callback: Callable[[dict, list[dict]], None] | None = None) -> None:
-        self.path, self.history, self.callback = path, history, callback
-        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in history))
+        self.path, self.history, self.callback = path, history, callback  # None: no file
+        if path is not None:
+            atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in history))
 
     def write(self, record: dict[str, Any]) -> None:
         self.history.append(record)
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        if self.path is not None:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
         if self.callback is not None:
             self.callback(record, self.history)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from dsmini_helpers.cache import data_dir
 from dsmini_helpers.checkpoint import latest_checkpoint
+from dsmini_helpers.distributed import STRATEGIES, init_distributed
 from dsmini_helpers.model import DSMiniConfig
 from dsmini_helpers.profiles import get_profile, read_experiment
 from dsmini_helpers.runs import get_checkpoint  # noqa: F401  (chapter 9 imports it from here)
@@ -41,7 +42,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-steps", type=int, help="override max_steps")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--parallel", choices=STRATEGIES, default="none",
+                        help="ddp | fsdp: under torchrun, one process per rank (chapter 10)")
+    parser.add_argument("--timeout-s", type=float, default=300.0,
+                        help="how long a rank waits for the others before failing")
     args = parser.parse_args(argv)
+    par = init_distributed(args.parallel, args.timeout_s)
     overrides = {"max_steps": args.max_steps} if args.max_steps else {}
     if args.config:
         cfg, name = config_from_yaml(args.config)
@@ -51,7 +57,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg, name = TrainConfig.for_profile(args.profile, **overrides), get_profile(args.profile).name
     out = Path(args.out) if args.out else data_dir("checkpoints", name)
     resume_from = latest_checkpoint(out) if args.resume else None
-    result = train(cfg, out, resume_from=resume_from, progress=not args.quiet)
+    result = train(cfg, out, resume_from=resume_from, progress=not args.quiet, parallel=par)
+    par.close()
+    if not par.is_main:  # rank 0 alone speaks
+        return 0
     last = result.records("eval")[-1] if result.records("eval") else {}
     print(f"valid loss {last.get('valid_loss', float('nan')):.4f}, "
           f"masked accuracy {last.get('valid_accuracy', float('nan')):.4f}")

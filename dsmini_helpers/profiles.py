@@ -78,6 +78,15 @@ SIZES: dict[str, dict[str, dict[str, Any]]] = {
         "cpu": dict(ablation_steps=120),
         "gpu": dict(ablation_steps=1000),
     },
+    "scaling": {
+        # chapter 10: the ci model trained by one process and by torchrun with 2 ranks (CPU, gloo)
+        "ci": dict(config="ci", demo_steps=6, batch_size=8, seq_len=64, grad_accum=2, world_size=2,
+                   strategies=("ddp",)),
+        "cpu": dict(config="ci", demo_steps=30, batch_size=16, seq_len=128, grad_accum=2, world_size=2,
+                    strategies=("ddp", "fsdp")),
+        "gpu": dict(config="ci", demo_steps=30, batch_size=16, seq_len=128, grad_accum=2, world_size=2,
+                    strategies=("ddp", "fsdp")),
+    },
     "inference": {
         # generation length/steps of the side-by-side; sentences embedded for the semantic-search measurement;
         # sweep_*: validation windows of the masked-accuracy-against-mask-rate comparison (two checkpoints)

@@ -48,11 +48,12 @@ from dsmini_helpers.checkpoint import (
     verify_checkpoint,
 )
 from dsmini_helpers.device import get_device, seed_everything
+from dsmini_helpers.distributed import Parallel
 from dsmini_helpers.evaluation import evaluate
 from dsmini_helpers.masking import IGNORE_INDEX, OBJECTIVES, check_rate, mask_batch
 from dsmini_helpers.metrics import MetricsLog, PendingSteps, Throughput
 from dsmini_helpers.model import DSMiniConfig, DSMiniModel, config_for_profile
-from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
+from dsmini_helpers.moe import moe_update_biases
 from dsmini_helpers.optim import autocast, lr_at, param_groups, pick_precision
 from dsmini_helpers.profiles import get_profile
 from dsmini_helpers.tokenizer import get_tokenizer
@@ -138,10 +139,11 @@ class Trainer:
     generator: torch.Generator  # draws the windows and the masks
     device: torch.device
     dtype: torch.dtype  # the autocast dtype (float32: no autocast)
+    parallel: Parallel = field(default_factory=Parallel)  # chapter 10; default: one process
 
     @classmethod
-    def create(cls, cfg: TrainConfig, device: torch.device,
-               vocab_size: int) -> "Trainer":
+    def create(cls, cfg: TrainConfig, device: torch.device, vocab_size: int,
+               parallel: Parallel | None = None) -> "Trainer":
         model = build_model(cfg).to(device)
         if model.config.vocab_size != vocab_size:
             raise ValueError(f"model vocab_size {model.config.vocab_size} "
@@ -151,7 +153,8 @@ class Trainer:
         optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         generator = torch.Generator().manual_seed(cfg.seed + 1)
-        return cls(cfg, model, optimizer, scaler, generator, device, dtype)
+        return cls(cfg, model, optimizer, scaler, generator, device, dtype,
+                   parallel or Parallel())
 
 # notebooks/07_pretraining.ipynb, cell e89065c9 (chapter 7)
 def resume(trainer: Trainer, path: str | Path) -> tuple[int, list[dict[str, Any]]]:
@@ -174,12 +177,16 @@ def save(trainer: Trainer, out_dir: Path, step: int, history: list[dict[str, Any
     """Checkpoint `out_dir/step-NNNNNNN` (all `resume` needs), then prune old ones."""
     state = {"step": step, "train_config": asdict(trainer.cfg), "history": history,
              "scaler": trainer.scaler.state_dict(), "precision": str(trainer.dtype),
-             "device": str(trainer.device)}
-    path = save_checkpoint(out_dir / f"step-{step:07d}", trainer.model, tokenizer,
-                           optimizer=trainer.optimizer, state=state,
-                           tensors=rng_state(trainer.generator))
-    prune_checkpoints(out_dir, trainer.cfg.keep_last)
-    return path
+             "device": str(trainer.device), "world_size": trainer.parallel.world_size}
+
+    def write(model: nn.Module, optimizer: torch.optim.Optimizer) -> Path:  # rank 0 only
+        path = save_checkpoint(out_dir / f"step-{step:07d}", model, tokenizer,
+                               optimizer=optimizer, state=state,
+                               tensors=rng_state(trainer.generator))
+        prune_checkpoints(out_dir, trainer.cfg.keep_last)
+        return path
+
+    return trainer.parallel.save(trainer, write)  # whole state, written by rank 0
 
 # notebooks/07_pretraining.ipynb, cell 0abb6544 (chapter 7)
 def set_lr(optimizer: torch.optim.Optimizer, step: int, cfg: TrainConfig) -> float:
@@ -221,24 +228,27 @@ def train_step(trainer: Trainer, forward: Callable[..., Any], inputs: Tensor,
 
     Returns (masked-LM loss, MoE auxiliary loss, gradient norm), still on the device.
     """
-    cfg, model, device = trainer.cfg, trainer.model, trainer.device
+    cfg, model, device, par = trainer.cfg, trainer.model, trainer.device, trainer.parallel
     stats = torch.zeros(2, device=device)  # the step's masked-LM and auxiliary losses
     weights = micro_batch_weights(labels, cfg.grad_accum)
     micro = zip(inputs.chunk(cfg.grad_accum), labels.chunk(cfg.grad_accum), weights)
-    for x, y, weight in micro:  # x, y: (B, T)
-        with autocast(device, trainer.dtype):
-            out = forward(x.to(device), None, y.to(device))
-            aux = moe_aux_loss(model) / cfg.grad_accum  # a per-micro-batch statistic
-            loss = out.loss * weight + aux
-        trainer.scaler.scale(loss).backward()
+    for i, (x, y, weight) in enumerate(micro):  # x, y: (B, T)
+        x, y, weight = par.local(x, y, weight)  # this rank's rows (chapter 10)
+        with par.no_sync(forward, skip=i < cfg.grad_accum - 1):
+            with autocast(device, trainer.dtype):
+                out = forward(x.to(device), None, y.to(device))
+                aux = par.aux_loss(model) / cfg.grad_accum  # a per-micro-batch statistic
+                loss = out.loss * weight + aux
+            trainer.scaler.scale(loss).backward()
         stats += torch.stack([out.loss.detach().float() * weight, aux.detach().float()])
     trainer.scaler.unscale_(trainer.optimizer)
-    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    grad_norm = par.clip_grad_norm(model, cfg.grad_clip)
     trainer.scaler.step(trainer.optimizer)  # fp16 only: the scaler's inf check syncs
     trainer.scaler.update()
     trainer.optimizer.zero_grad(set_to_none=True)
+    par.sync_expert_loads(model)  # several ranks: global loads
     moe_update_biases(model)
-    return torch.cat([stats, grad_norm.float().reshape(1)])
+    return torch.cat([par.all_sum(stats), grad_norm.float().reshape(1)])
 
 # notebooks/07_pretraining.ipynb, cell 0a321ea5 (chapter 7)
 @dataclass
@@ -282,7 +292,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
           device: str | torch.device | None = None,
           resume_from: str | Path | None = None, progress: bool = True,
           token_arrays: dict[str, np.ndarray] | None = None,
-          callback: Callable[[dict, list[dict]], None] | None = None) -> TrainResult:
+          callback: Callable[[dict, list[dict]], None] | None = None,
+          parallel: Parallel | None = None) -> TrainResult:
     """Pretrain a DSMiniModel by masked-language modelling, writing to `out_dir`.
 
     `resume_from` (a checkpoint folder) continues a run exactly where it stopped.
@@ -296,17 +307,19 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
     valid_set = make_valid_set(arrays["valid"], vocab_size, n_batches=cfg.eval_batches,
                                batch_size=cfg.batch_size, seq_len=cfg.seq_len,
                                rate=cfg.mask_rate)
-    trainer = Trainer.create(cfg, device, vocab_size)
+    trainer = Trainer.create(cfg, device, vocab_size, parallel)
+    par = trainer.parallel
     start, history = (0, []) if resume_from is None else resume(trainer, resume_from)
-    log = MetricsLog(out_dir / "metrics.jsonl", history, callback)
-    forward = torch.compile(trainer.model) if cfg.compile else trainer.model
+    log = MetricsLog(out_dir / "metrics.jsonl" if par.is_main else None, history, callback)
+    forward = par.wrap(trainer)  # DDP or FSDP (chapter 10); the model itself otherwise
+    forward = torch.compile(forward) if cfg.compile else forward
     trainer.model.train()
     pending = PendingSteps()
     clock = Throughput(cfg.batch_size * cfg.seq_len * cfg.grad_accum)
     checkpoint = None if resume_from is None else Path(resume_from)  # no step left to do
     name = cfg.model if isinstance(cfg.model, str) else "custom"
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
-               disable=not progress, desc=f"pretrain {name}")
+               disable=not (progress and par.is_main), desc=f"pretrain {name}")
     for step in bar:
         done = step + 1
         with clock.step():
@@ -318,7 +331,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
             records = pending.flush() if is_log_point(cfg, done) else []  # one sync
         check_finite(records, out_dir, scaled=trainer.scaler.is_enabled())
         for record in records:
-            log.write({**record, "tokens_per_s": clock.rate})
+            log.write({**record, "tokens_per_s": clock.rate, "world_size": par.world_size})
             bar.set_postfix(loss=f"{record['loss']:.3f}")
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
             metrics = evaluate(trainer.model, valid_set, device, trainer.dtype)
