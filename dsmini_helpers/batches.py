@@ -9,6 +9,7 @@ __all__ = [
     "TOKENS_VERSION",
     "tokenizer_fingerprint",
     "get_token_arrays",
+    "check_token_range",
     "random_windows",
     "fixed_windows",
     "make_valid_set",
@@ -83,6 +84,14 @@ def get_token_arrays(tokenizer: Any = None,
                          shape=(meta[s]["tokens"],)) for s in splits}
 
 # notebooks/07_pretraining.ipynb, cell d241d161 (chapter 7)
+def check_token_range(arrays: dict[str, np.ndarray], vocab_size: int) -> None:
+    """Every token id of every split lies below `vocab_size`: checked once per run, on the host."""
+    for split, ids in arrays.items():
+        top = int(ids.max()) if len(ids) else -1
+        if top >= vocab_size:
+            raise ValueError(f"the {split} tokens reach id {top}, but the model knows {vocab_size} ids")
+
+
 def random_windows(tokens: np.ndarray, batch_size: int, seq_len: int,
                    generator: torch.Generator | None = None) -> Tensor:
     """(B, T) int64: `batch_size` windows of `seq_len` consecutive tokens at random offsets."""

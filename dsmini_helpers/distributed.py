@@ -48,13 +48,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dsmini_helpers.device import get_device
 from dsmini_helpers.masking import IGNORE_INDEX
-from dsmini_helpers.model import (
-    DSMiniConfig,
-    DSMiniModel,
-    count_parameters,
-    dtype_bytes,
-    estimate_memory,
-)
+from dsmini_helpers.memory import dtype_bytes, estimate_memory
+from dsmini_helpers.model import DSMiniConfig, DSMiniModel, count_parameters
 from dsmini_helpers.moe import MoE, moe_aux_loss, moe_layers
 
 STRATEGIES = ("none", "ddp", "fsdp")

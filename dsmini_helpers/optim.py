@@ -4,7 +4,7 @@
 Exported from notebooks/07_pretraining.ipynb; each definition names its notebook cell.
 """
 
-__all__ = ["param_groups", "lr_at", "pick_precision", "autocast"]
+__all__ = ["param_groups", "fused_adamw", "to_device", "lr_at", "pick_precision", "autocast"]
 
 
 # notebooks/07_pretraining.ipynb, cell ec97e37f (chapter 7)
@@ -29,6 +29,18 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
         seen.add(id(p))
         (keep if p.ndim < 2 or id(p) in no_decay else decay).append(p)
     return [{"params": decay, "weight_decay": weight_decay}, {"params": keep, "weight_decay": 0.0}]
+
+
+def fused_adamw(device: torch.device) -> bool:
+    """Fused AdamW on CUDA: one kernel for every parameter and no host sync per step (the CPU keeps foreach)."""
+    return device.type == "cuda"
+
+
+def to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Copy a host batch to `device` without blocking the host: page-locked memory makes the copy asynchronous."""
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 def lr_at(step: int, *, lr: float, warmup_steps: int, max_steps: int, min_lr_ratio: float = 0.1) -> float:

@@ -35,7 +35,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dsmini_helpers.batches import get_token_arrays, make_valid_set, random_windows
+from dsmini_helpers.batches import check_token_range, get_token_arrays, make_valid_set, random_windows
 from dsmini_helpers.checkpoint import (
     latest_checkpoint,
     load_trainer_tensors,
@@ -54,7 +54,7 @@ from dsmini_helpers.masking import IGNORE_INDEX, OBJECTIVES, check_rate, mask_ba
 from dsmini_helpers.metrics import MetricsLog, PendingSteps, Throughput
 from dsmini_helpers.model import DSMiniConfig, DSMiniModel, config_for_profile
 from dsmini_helpers.moe import moe_update_biases
-from dsmini_helpers.optim import autocast, lr_at, param_groups, pick_precision
+from dsmini_helpers.optim import autocast, fused_adamw, lr_at, param_groups, pick_precision, to_device
 from dsmini_helpers.profiles import get_profile
 from dsmini_helpers.tokenizer import get_tokenizer
 
@@ -150,7 +150,7 @@ class Trainer:
                              f"!= tokenizer's {vocab_size}")
         dtype = pick_precision(device, cfg.precision)
         groups = param_groups(model, cfg.weight_decay)
-        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas)
+        optimizer = torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=fused_adamw(device))
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         generator = torch.Generator().manual_seed(cfg.seed + 1)
         return cls(cfg, model, optimizer, scaler, generator, device, dtype,
@@ -236,7 +236,7 @@ def train_step(trainer: Trainer, forward: Callable[..., Any], inputs: Tensor,
         x, y, weight = par.local(x, y, weight)  # this rank's rows (chapter 10)
         with par.no_sync(forward, skip=i < cfg.grad_accum - 1):
             with autocast(device, trainer.dtype):
-                out = forward(x.to(device), None, y.to(device))
+                out = forward(to_device(x, device), None, to_device(y, device))
                 aux = par.aux_loss(model) / cfg.grad_accum  # a per-micro-batch statistic
                 loss = out.loss * weight + aux
             trainer.scaler.scale(loss).backward()
@@ -304,6 +304,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
     tokenizer = tokenizer or get_tokenizer()
     vocab_size = tokenizer.get_vocab_size()
     arrays = token_arrays or get_token_arrays(tokenizer)
+    check_token_range(arrays, vocab_size)  # once: the model skips this check in training
     valid_set = make_valid_set(arrays["valid"], vocab_size, n_batches=cfg.eval_batches,
                                batch_size=cfg.batch_size, seq_len=cfg.seq_len,
                                rate=cfg.mask_rate)

@@ -4,12 +4,14 @@ FlexAttention forward and backward against the float64 oracle, a bf16 training s
 repeats on the device, and the chapter-8 tasks on CUDA.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
 from dsmini_helpers.flex_attention import flex_sliding_window_attention
 from dsmini_helpers.generation import diffusion_generate
-from dsmini_helpers.model import PROFILE_CONFIGS, DSMiniConfig, DSMiniModel
+from dsmini_helpers.model import DSMiniModel, config_for_profile
 from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
 from dsmini_helpers.sparse_attention import dense_sliding_window_attention
 
@@ -50,7 +52,7 @@ def test_flex_matches_the_float64_oracle_forward_and_backward(T, window, pad, n_
 @pytest.mark.parametrize("balance", ["aux", "bias"])
 def test_a_bf16_training_step_learns_on_cuda(balance):
     torch.manual_seed(0)
-    config = DSMiniConfig(**{**PROFILE_CONFIGS["ci"], "balance": balance})
+    config = dataclasses.replace(config_for_profile("ci"), balance=balance)
     model = DSMiniModel(config).to(CUDA).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, fused=True)
     ids = torch.randint(5, config.vocab_size, (8, 64), device=CUDA)  # (B, T)
@@ -72,7 +74,7 @@ def test_a_bf16_training_step_learns_on_cuda(balance):
 
 def test_seeded_generation_repeats_on_cuda():
     torch.manual_seed(0)
-    model = DSMiniModel(DSMiniConfig(**PROFILE_CONFIGS["ci"])).to(CUDA).eval()
+    model = DSMiniModel(config_for_profile("ci")).to(CUDA).eval()
     prompt = torch.randint(5, 2000, (2, 6), device=CUDA)
 
     def run(seed: int):
@@ -88,7 +90,7 @@ def test_seeded_generation_repeats_on_cuda():
 
 def test_the_chapter_8_tasks_run_on_cuda():
     from dsmini_helpers.inference import Model
-    from dsmini_helpers.pretrain import get_checkpoint
+    from dsmini_helpers.runs import get_checkpoint
 
     model = Model.load(get_checkpoint("ci"), device="cuda")
     assert model.device.type == "cuda"

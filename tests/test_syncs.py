@@ -5,11 +5,14 @@ scalar (`_local_scalar_dense`: `.item()`, `bool(t)`, `float(t)`), `nonzero`, boo
 `masked_select`; `Tensor.tolist` is wrapped because on the CPU it reads memory without dispatching an op.
 """
 
+import dataclasses
+
+import numpy as np
 import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from dsmini_helpers.model import PROFILE_CONFIGS, DSMiniConfig, DSMiniModel
+from dsmini_helpers.model import DSMiniModel, config_for_profile
 from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
 
 SYNC_OPS = {"aten._local_scalar_dense.default", "aten.nonzero.default", "aten.masked_select.default"}
@@ -56,7 +59,7 @@ def test_the_counter_sees_each_kind_of_sync():
 
 def _step_syncs(balance: str) -> list[str]:
     torch.manual_seed(0)
-    config = DSMiniConfig(**{**PROFILE_CONFIGS["ci"], "balance": balance})
+    config = dataclasses.replace(config_for_profile("ci"), balance=balance)
     model = DSMiniModel(config).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ids = torch.randint(5, config.vocab_size, (4, 64))  # (B, T)
@@ -74,10 +77,36 @@ def _step_syncs(balance: str) -> list[str]:
 
 @pytest.mark.parametrize("balance", ["aux", "bias", "none"])
 def test_a_training_step_syncs_only_where_justified(balance):
-    n_moe = len(PROFILE_CONFIGS["ci"]["moe_layers"])
+    n_moe = len(config_for_profile("ci").moe_layers)
     syncs = _step_syncs(balance)
     # Justified: the sparse MLM head finds the masked positions once (`nonzero`: their number decides the shape
     # of everything after it), and each MoE layer reads its tokens-per-expert counts once, to split the grouped
     # tokens into one matrix product per expert (a grouped GEMM with device-side offsets would avoid it).
     expected = ["aten.nonzero.default"] + ["Tensor.tolist"] * n_moe
     assert sorted(syncs) == sorted(expected), syncs
+
+
+def test_the_training_loops_step_syncs_only_where_justified(monkeypatch):
+    """chapter 7's `train_step` (two micro-batches): the model's syncs per micro-batch, nothing else on the device.
+
+    With the optimizer a CUDA run gets (fused AdamW: the default foreach AdamW reads each step counter on the host).
+    """
+    from dsmini_helpers import train as train_module
+    from dsmini_helpers.train import TrainConfig, Trainer, draw_batch, train_step
+
+    monkeypatch.setattr(train_module, "fused_adamw", lambda device: True)
+
+    cfg = TrainConfig.for_profile("ci", grad_accum=2, batch_size=4, seq_len=32)
+    trainer = Trainer.create(cfg, torch.device("cpu"), cfg_vocab := config_for_profile("ci").vocab_size)
+    tokens = np.random.default_rng(0).integers(5, cfg_vocab, 10_000).astype(np.uint16)
+    _, inputs, labels = draw_batch(cfg, tokens, cfg_vocab, trainer.generator)  # host work, before the step
+    with SyncCounter() as counter:
+        stats = train_step(trainer, trainer.model, inputs, labels)
+    n_moe = len(config_for_profile("ci").moe_layers)
+    # Per micro-batch, the model's justified syncs (above). The micro-batch weights read the masked counts of the
+    # labels while they are still on the host (1 total + one per micro-batch): no device is waited for.
+    device_syncs = (["aten.nonzero.default"] + ["Tensor.tolist"] * n_moe) * cfg.grad_accum
+    host_reads = ["aten._local_scalar_dense.default"] * (1 + cfg.grad_accum)
+    assert sorted(counter.syncs) == sorted(device_syncs + host_reads), counter.syncs
+    assert stats.shape == (3,) and torch.isfinite(stats).all()  # losses and grad norm stay tensors
+    assert trainer.optimizer.defaults["fused"]
