@@ -49,6 +49,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 import unicodedata
 import xml.etree.ElementTree as ET
@@ -62,7 +63,7 @@ from tqdm.auto import tqdm
 from dsmini_helpers.cache import artefact_key, data_dir, get_artefact
 from dsmini_helpers.profiles import get_profile
 
-PIPELINE_VERSION = 3  # bump when cleaning changes: the corpus folder name includes it, so caches rebuild
+PIPELINE_VERSION = 3  # bump when cleaning changes: the corpus key includes it, so the corpus is rebuilt
 MIN_LINE_WORDS = 5  # shorter lines are headings, captions, list stubs or table debris
 MIN_DOC_WORDS = 20  # shorter documents teach the model little and are often stubs
 VALID_FRACTION = 0.05
@@ -334,8 +335,6 @@ def hub_offline() -> bool:
 
 def hub_reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 2.5) -> tuple[bool, str]:
     """Can we open a TCP connection to the hub within `timeout` s (DNS included)? Returns (ok, reason)."""
-    import threading
-
     result: list = []
 
     def probe() -> None:

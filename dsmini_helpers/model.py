@@ -5,7 +5,6 @@ Exported from notebooks/06_model.ipynb; each definition names its notebook cell.
 """
 
 __all__ = [
-    "BALANCE_MODES",
     "DSMiniConfig",
     "RMSNorm",
     "Block",
@@ -24,6 +23,9 @@ __all__ = [
 # notebooks/06_model.ipynb, cell 54b993df (chapter 6)
 import json
 import math
+import os
+import subprocess
+import sys
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import NamedTuple
@@ -33,12 +35,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from dsmini_helpers.attention import MultiHeadAttention, RotaryEmbedding
+from dsmini_helpers.attention import MultiHeadAttention
+from dsmini_helpers.constants import BALANCE_MODES, IGNORE_INDEX
 from dsmini_helpers.moe import MoE, SwiGLU
 from dsmini_helpers.profiles import get_profile, read_experiment
 from dsmini_helpers.sparse_attention import SlidingWindowAttention
-
-BALANCE_MODES = ("aux", "bias", "none")
 
 
 @dataclass
@@ -166,10 +167,10 @@ class Block(nn.Module):
         self.layer, self.is_global, self.is_moe = layer, c.is_global(layer), c.is_moe(layer)
         self.norm1, self.norm2 = RMSNorm(c.d_model), RMSNorm(c.d_model)
         if self.is_global:
-            self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.dropout, rope=True)
+            self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.dropout, rope_base=c.rope_base)
         else:
-            self.attn = SlidingWindowAttention(c.d_model, c.n_heads, c.window, dropout=c.dropout, rope=True)
-        self.attn.rotary = RotaryEmbedding(c.d_model // c.n_heads, base=c.rope_base)  # the config's RoPE base
+            self.attn = SlidingWindowAttention(c.d_model, c.n_heads, c.window, dropout=c.dropout,
+                                               rope_base=c.rope_base)
         if self.is_moe:
             self.ffn = MoE(c.d_model, c.d_hidden, n_experts=c.n_experts, top_k=c.top_k, n_shared=c.n_shared,
                            balance=c.balance, capacity_factor=c.capacity_factor)
@@ -249,13 +250,13 @@ class DSMiniModel(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 labels: Tensor | None = None) -> MLMOutput:
-        """MLM forward. With labels (-100 = ignore): logits (N, V) at the N labelled positions and their mean
+        """MLM forward. With labels (IGNORE_INDEX: ignore): logits (N, V) at the N labelled positions and their mean
         cross-entropy (the MoE auxiliary loss is not included). Without: logits (B, T, V), loss None."""
         self._check(input_ids, attention_mask, labels)
         hidden = self._encode(input_ids, attention_mask)  # (B, T, C), inputs checked once, above
         if labels is None:
             return MLMOutput(None, self.head(hidden), hidden)  # (B, T, V)
-        where = labels != -100  # (B, T)
+        where = labels != IGNORE_INDEX  # (B, T)
         logits = self.head(hidden[where])  # (N, C) -> (N, V): the sparse head
         if logits.shape[0] == 0:  # nothing to predict: a zero loss that still has a graph
             return MLMOutput(hidden.sum() * 0.0, logits, hidden)
@@ -379,6 +380,7 @@ def estimate_memory(config: DSMiniConfig, batch_size: int, seq_len: int, dtype: 
 _MEASURE = r"""
 import json, sys
 import torch
+from dsmini_helpers.constants import IGNORE_INDEX
 from dsmini_helpers.model import DSMiniConfig, DSMiniModel
 
 def status(key):  # a /proc/self/status figure, in bytes
@@ -388,7 +390,7 @@ def status(key):  # a /proc/self/status figure, in bytes
 def step(model, opt, B, T, mask_rate, dtype):
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, model.config.vocab_size, (B, T), generator=g)
-    labels = torch.full((B, T), -100)
+    labels = torch.full((B, T), IGNORE_INDEX)
     where = torch.randperm(B * T, generator=g)[: -(-int(mask_rate * B * T * 1000) // 1000)]
     labels.view(-1)[where] = ids.view(-1)[where]
     with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
@@ -417,10 +419,6 @@ def measure_training_peak(config: DSMiniConfig, batch_size: int, seq_len: int, d
                           mask_rate: float = 0.3, steps: int = 2) -> int:
     """Measured CPU peak (bytes) of `steps` AdamW training steps, in a fresh process: peak resident memory less
     file-backed pages, minus the anonymous memory before the model was built (glibc returns blocks >= 64 KB)."""
-    import os
-    import subprocess
-    import sys
-
     arg = json.dumps([config.to_dict(), batch_size, seq_len, mask_rate, steps, str(dtype).split(".")[-1]])
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, "-c", _MEASURE, arg], capture_output=True, text=True, env=env)
