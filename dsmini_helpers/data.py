@@ -38,6 +38,7 @@ import itertools
 import json
 import os
 import socket
+import threading
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Iterator
@@ -48,7 +49,7 @@ from tqdm.auto import tqdm
 from dsmini_helpers.cache import artefact_key, data_dir, get_artefact
 from dsmini_helpers.profiles import get_profile
 
-PIPELINE_VERSION = 3  # bump when cleaning changes: the corpus folder name includes it, so caches rebuild
+PIPELINE_VERSION = 3  # bump when cleaning changes: the corpus key includes it, so the corpus is rebuilt
 MIN_DOC_WORDS = 20  # shorter documents teach the model little and are often stubs
 VALID_FRACTION = 0.05
 SPLIT_SALT = "dsmini-split-v1"
@@ -171,8 +172,6 @@ def hub_offline() -> bool:
 
 def hub_reachable(host: str = "huggingface.co", port: int = 443, timeout: float = 2.5) -> tuple[bool, str]:
     """Can we open a TCP connection to the hub within `timeout` s (DNS included)? Returns (ok, reason)."""
-    import threading
-
     result: list = []
 
     def probe() -> None:

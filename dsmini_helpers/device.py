@@ -9,6 +9,8 @@ import sys
 import numpy as np
 import torch
 
+from dsmini_helpers.profiles import get_profile
+
 
 def get_device(prefer: str | None = None) -> torch.device:
     """CUDA, then Apple MPS, then CPU; `prefer` or $DSMINI_DEVICE overrides (e.g. "cpu")."""
@@ -40,8 +42,6 @@ def seed_everything(seed: int = 0) -> None:
 
 def describe_environment() -> str:
     """One line with the versions and the device, printed once at the top of each chapter."""
-    from .profiles import get_profile
-
     device = get_device()
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else device.type
     return (

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from dsmini_helpers.masking import IGNORE_INDEX, SPECIAL_IDS
+from dsmini_helpers.constants import IGNORE_INDEX, SPECIAL_IDS
 from dsmini_helpers.optim import autocast
 
 

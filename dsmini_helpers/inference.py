@@ -17,7 +17,6 @@ __all__ = [
     "masked_accuracy_by_rate",
     "lexrank",
     "top_sentences",
-    "SPECIAL_NAMES",
     "Model",
 ]
 
@@ -32,6 +31,12 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from dsmini_helpers.checkpoint import load_checkpoint
+from dsmini_helpers.constants import MASK_ID, SPECIAL_TOKENS
+from dsmini_helpers.device import get_device
+from dsmini_helpers.evaluation import evaluate
+from dsmini_helpers.masking import bert_mask
 
 
 def context_length(model: torch.nn.Module, default: int = 512) -> int:
@@ -111,16 +116,13 @@ def split_sentences(text: str) -> list[str]:
 # notebooks/08_inference.ipynb, cell 51082126 (chapter 8)
 def masked_accuracy_by_rate(model: torch.nn.Module, windows: Tensor, rates: Sequence[float], vocab_size: int, *,
                             batch_size: int = 16, seed: int = 0, device: torch.device | str = "cpu",
-                            mask_id: int = 4) -> list[dict[str, float]]:
+                            mask_id: int = MASK_ID) -> list[dict[str, float]]:
     """Masked-token accuracy and loss of `model` on `windows` (N, T) with a share `rate` of the ordinary tokens
     replaced by [MASK] (all of them: a generation input has no random or kept tokens), for each rate.
 
     One seed for every rate and every model: the same windows get the same masks, and a higher rate masks a
     superset of a lower one. Returns `[{"rate", "accuracy", "loss", "masked_tokens"}, ...]` in `rates` order.
     """
-    from dsmini_helpers.evaluation import evaluate
-    from dsmini_helpers.masking import bert_mask
-
     if not isinstance(windows, Tensor) or windows.dim() != 2 or windows.dtype not in (torch.int32, torch.int64):
         raise TypeError(f"windows must be an integer tensor (N, T), got {type(windows).__name__} "
                         f"{tuple(getattr(windows, 'shape', ()))}")
@@ -132,7 +134,7 @@ def masked_accuracy_by_rate(model: torch.nn.Module, windows: Tensor, rates: Sequ
     for rate in rates:
         g = torch.Generator().manual_seed(seed)
         inputs, labels = bert_mask(windows, vocab_size, float(rate), probs=(1.0, 0.0, 0.0), mask_id=mask_id,
-                                   generator=g)  # (N, T), (N, T) labels -100 where not masked
+                                   generator=g)  # (N, T), (N, T) labels IGNORE_INDEX where not masked
         batches = list(zip(inputs.split(batch_size), labels.split(batch_size)))
         m = evaluate(model, batches, device)
         rows.append({"rate": float(rate), "accuracy": m["valid_accuracy"], "loss": m["valid_loss"],
@@ -177,8 +179,6 @@ def top_sentences(scores: Tensor, k: int) -> list[int]:
 # notebooks/08_inference.ipynb, cell b856b84d (chapter 8)
 from dsmini_helpers.generation import diffusion_generate  # noqa: E402
 
-SPECIAL_NAMES = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-
 
 class Model:
     """A loaded checkpoint that answers fill-mask, embed, generate and summarize requests.
@@ -189,18 +189,16 @@ class Model:
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, device: torch.device | str | None = None,
                  name: str = "dsmini", max_len: int | None = None):
-        from dsmini_helpers.device import get_device
-
         self.device = torch.device(device) if device is not None else get_device()
         self.net = model.to(self.device).eval()
         self.tokenizer = tokenizer
         tokenizer.no_padding()  # we pad and truncate ourselves, keeping [CLS] ... [SEP]
         tokenizer.no_truncation()
-        ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_NAMES}
+        ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
         missing = [t for t, i in ids.items() if i is None]
         if missing:
             raise ValueError(f"the tokenizer lacks the special tokens {missing}")
-        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (ids[t] for t in SPECIAL_NAMES)
+        self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (ids[t] for t in SPECIAL_TOKENS)
         self.special_ids = sorted(ids.values())
         self.name = name
         self.max_len = max_len or context_length(model)
@@ -210,8 +208,6 @@ class Model:
     @classmethod
     def load(cls, checkpoint_dir: str | Path, device: torch.device | str | None = None) -> "Model":
         """Load a chapter-7 checkpoint folder (safetensors weights + config JSON + tokenizer.json)."""
-        from dsmini_helpers.checkpoint import load_checkpoint
-
         path = Path(checkpoint_dir)
         if not path.is_dir():
             raise FileNotFoundError(f"no checkpoint folder at {path}")
@@ -256,11 +252,9 @@ class Model:
         if len(ids) > self.max_len:
             raise ValueError(f"the text is {len(ids)} tokens long; the model reads at most {self.max_len}")
         x = torch.tensor([ids], device=self.device)  # (1, T)
-        labels = torch.where(x == self.mask_id, x, torch.full_like(x, -100))  # ask the sparse head for masks only
         with self._lock:
-            rows = self.net(x, labels=labels).logits.cpu()  # (N, V): one row per [MASK], in text order
-        positions = [i for i, t in enumerate(ids) if t == self.mask_id]
-        found = zip(positions, *top_candidates(rows, top_k, self.special_ids))
+            logits = self.net(x).logits[0].cpu()  # (T, V)
+        found = fill_mask_candidates(logits, x[0].cpu(), self.mask_id, top_k, self.special_ids)
         filled = list(ids)
         masks = []
         for pos, top_ids, probs in found:

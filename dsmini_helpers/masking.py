@@ -5,8 +5,6 @@ Exported from notebooks/07_pretraining.ipynb; each definition names its notebook
 """
 
 __all__ = [
-    "SPECIAL_IDS",
-    "IGNORE_INDEX",
     "check_rate",
     "maskable_positions",
     "bert_select",
@@ -30,9 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4  # chapter 2's special tokens (checked below)
-SPECIAL_IDS: tuple[int, ...] = (PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID)
-IGNORE_INDEX = -100  # label of positions that are not predicted (PyTorch's cross-entropy ignore_index)
+from dsmini_helpers.constants import IGNORE_INDEX, MASK_ID, SPECIAL_IDS  # chapter 2's ids, and -100
 
 
 def _check_ids(input_ids: Tensor) -> None:

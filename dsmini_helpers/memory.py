@@ -83,6 +83,7 @@ def estimate_memory(config: DSMiniConfig, batch_size: int, seq_len: int, dtype: 
 _MEASURE = r"""
 import json, sys
 import torch
+from dsmini_helpers.constants import IGNORE_INDEX
 from dsmini_helpers.model import DSMiniConfig, DSMiniModel
 
 def status(key):  # a /proc/self/status figure, in bytes
@@ -92,7 +93,7 @@ def status(key):  # a /proc/self/status figure, in bytes
 def step(model, opt, B, T, mask_rate, dtype):
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(5, model.config.vocab_size, (B, T), generator=g)
-    labels = torch.full((B, T), -100)
+    labels = torch.full((B, T), IGNORE_INDEX)
     where = torch.randperm(B * T, generator=g)[: -(-int(mask_rate * B * T * 1000) // 1000)]
     labels.view(-1)[where] = ids.view(-1)[where]
     with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):

@@ -5,7 +5,6 @@ Exported from notebooks/06_model.ipynb; each definition names its notebook cell.
 """
 
 __all__ = [
-    "BALANCE_MODES",
     "DSMiniConfig",
     "RMSNorm",
     "Block",
@@ -28,12 +27,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-from dsmini_helpers.attention import MultiHeadAttention, RotaryEmbedding
+from dsmini_helpers.attention import MultiHeadAttention
+from dsmini_helpers.constants import BALANCE_MODES, IGNORE_INDEX
 from dsmini_helpers.moe import MoE, SwiGLU
 from dsmini_helpers.profiles import get_profile, read_experiment
 from dsmini_helpers.sparse_attention import SlidingWindowAttention
-
-BALANCE_MODES = ("aux", "bias", "none")
 
 
 @dataclass
@@ -161,10 +159,10 @@ class Block(nn.Module):
         self.layer, self.is_global, self.is_moe = layer, c.is_global(layer), c.is_moe(layer)
         self.norm1, self.norm2 = RMSNorm(c.d_model), RMSNorm(c.d_model)
         if self.is_global:
-            self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.dropout, rope=True)
+            self.attn = MultiHeadAttention(c.d_model, c.n_heads, dropout=c.dropout, rope_base=c.rope_base)
         else:
-            self.attn = SlidingWindowAttention(c.d_model, c.n_heads, c.window, dropout=c.dropout, rope=True)
-        self.attn.rotary = RotaryEmbedding(c.d_model // c.n_heads, base=c.rope_base)  # the config's RoPE base
+            self.attn = SlidingWindowAttention(c.d_model, c.n_heads, c.window, dropout=c.dropout,
+                                               rope_base=c.rope_base)
         if self.is_moe:
             self.ffn = MoE(c.d_model, c.d_hidden, n_experts=c.n_experts, top_k=c.top_k, n_shared=c.n_shared,
                            balance=c.balance, capacity_factor=c.capacity_factor)
@@ -244,13 +242,13 @@ class DSMiniModel(nn.Module):
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None,
                 labels: Tensor | None = None) -> MLMOutput:
-        """MLM forward. With labels (-100 = ignore): logits (N, V) at the N labelled positions and their mean
+        """MLM forward. With labels (IGNORE_INDEX: ignore): logits (N, V) at the N labelled positions and their mean
         cross-entropy (the MoE auxiliary loss is not included). Without: logits (B, T, V), loss None."""
         self._check(input_ids, attention_mask, labels)
         hidden = self._encode(input_ids, attention_mask)  # (B, T, C), inputs checked once, above
         if labels is None:
             return MLMOutput(None, self.head(hidden), hidden)  # (B, T, V)
-        where = (labels.flatten() != -100).nonzero().squeeze(1)  # (N,) labelled positions: one host sync
+        where = (labels.flatten() != IGNORE_INDEX).nonzero().squeeze(1)  # (N,) labelled positions: one host sync
         logits = self.head(hidden.flatten(0, 1).index_select(0, where))  # (N, C) -> (N, V): the sparse head
         if logits.shape[0] == 0:  # nothing to predict: a zero loss that still has a graph
             return MLMOutput(hidden.sum() * 0.0, logits, hidden)

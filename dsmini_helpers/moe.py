@@ -5,7 +5,6 @@ Exported from notebooks/05_mixture_of_experts.ipynb; each definition names its n
 """
 
 __all__ = [
-    "BALANCE_MODES",
     "SCORE_FUNCS",
     "SwiGLU",
     "route_softmax",
@@ -34,7 +33,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-BALANCE_MODES = ("aux", "bias", "none")
+from dsmini_helpers.constants import BALANCE_MODES
+
 SCORE_FUNCS = ("softmax", "sigmoid")
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType, SimpleNamespace
 from typing import Any
 
+import torch
 import yaml
 
 PROFILE_NAMES = ("ci", "cpu", "gpu")
@@ -145,8 +146,6 @@ def read_experiment(path: str | os.PathLike) -> dict[str, Any]:
 
 def default_profile_name() -> str:
     """`gpu` when CUDA is available, else `cpu`."""
-    import torch
-
     return "gpu" if torch.cuda.is_available() else "cpu"
 
 

@@ -339,7 +339,7 @@ class SlidingWindowAttention(MultiHeadAttention):
     """Chapter 3's MultiHeadAttention with the sliding-window core: same projections, RoPE and forward."""
 
     def __init__(self, d_model: int, n_heads: int, window: int, dropout: float = 0.0, rope: bool = True,
-                 impl: str = "auto", n_global: int = 0):
+                 impl: str = "auto", n_global: int = 0, rope_base: float = 10000.0):
         super().__init__(d_model, n_heads, dropout=dropout, rope=rope,
-                         core=SlidingWindowCore(window, impl, n_global))
+                         core=SlidingWindowCore(window, impl, n_global), rope_base=rope_base)
         self.window = window

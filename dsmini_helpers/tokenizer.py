@@ -5,7 +5,6 @@ Exported from notebooks/02_tokenizer.ipynb; each definition names its notebook c
 """
 
 __all__ = [
-    "SPECIAL_TOKENS",
     "N_SPECIAL",
     "N_BASE",
     "VOCAB_SIZE",
@@ -43,6 +42,7 @@ __all__ = [
 
 # notebooks/02_tokenizer.ipynb, cell 274ff959 (chapter 2)
 import heapq
+import html
 import json
 import os
 from collections import Counter
@@ -52,8 +52,10 @@ from pathlib import Path
 import regex
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-PAD_ID, UNK_ID, CLS_ID, SEP_ID, MASK_ID = 0, 1, 2, 3, 4
+from dsmini_helpers.cache import artefact_dir, artefact_key, atomic_write_text, get_artefact
+from dsmini_helpers.constants import CLS_ID, SEP_ID, SPECIAL_TOKENS
+from dsmini_helpers.data import get_corpus_dir, load_texts
+
 N_SPECIAL = len(SPECIAL_TOKENS)
 N_BASE = N_SPECIAL + 256  # ids below N_BASE: the 5 specials and the 256 single bytes
 VOCAB_SIZE = 20_000  # the vocabulary every later chapter uses
@@ -256,8 +258,6 @@ class BPETokenizer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the merges (all the tokenizer is) as JSON, atomically."""
-        from dsmini_helpers.cache import atomic_write_text
-
         state = {"format": "dsmini-bpe", "version": 1, "pattern": GPT2_PATTERN, "special_tokens": SPECIAL_TOKENS,
                  "merges": [[a, b, new_id] for (a, b), new_id in self.merges.items()]}
         atomic_write_text(path, json.dumps(state))
@@ -347,9 +347,6 @@ def train_fast(texts: str | Iterable[str], vocab_size: int) -> "BPETokenizer":
     return BPETokenizer(merges)
 
 # notebooks/02_tokenizer.ipynb, cell 3b5aea08 (chapter 2)
-from dsmini_helpers.cache import artefact_dir, artefact_key, get_artefact
-from dsmini_helpers.data import get_corpus_dir, load_texts
-
 TOKENIZER_VERSION = 1  # bump when training changes: the tokenizer's key includes it
 
 
@@ -448,8 +445,6 @@ def bytes_per_token(tok: Tokenizer, texts: list[str]) -> float:
 # notebooks/02_tokenizer.ipynb, cell 87541eaa (chapter 2)
 def tokens_html(tok: Tokenizer, text: str) -> str:
     """An HTML rendering of `text`'s tokens: one coloured box per token with its id underneath."""
-    import html
-
     enc = tok.encode(text, add_special_tokens=False)
     palette = ["#fde2e4", "#e2ece9", "#dfe7fd", "#fff1c1", "#e8dff5", "#d7f1f5"]
     boxes = []

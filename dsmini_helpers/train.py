@@ -47,10 +47,11 @@ from dsmini_helpers.checkpoint import (
     set_rng_state,
     verify_checkpoint,
 )
+from dsmini_helpers.constants import IGNORE_INDEX
 from dsmini_helpers.device import get_device, seed_everything
 from dsmini_helpers.distributed import Parallel
 from dsmini_helpers.evaluation import evaluate
-from dsmini_helpers.masking import IGNORE_INDEX, OBJECTIVES, check_rate, mask_batch
+from dsmini_helpers.masking import OBJECTIVES, check_rate, mask_batch
 from dsmini_helpers.metrics import MetricsLog, PendingSteps, Throughput
 from dsmini_helpers.model import DSMiniConfig, DSMiniModel, config_for_profile
 from dsmini_helpers.moe import moe_update_biases

@@ -16,12 +16,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import ipywidgets as W
+import matplotlib.pyplot as plt
 
 
 def png_bytes(fig: Any, dpi: int = 80, close: bool = True) -> bytes:
     """Render a matplotlib figure to PNG bytes (and close it so it is not shown twice)."""
-    import matplotlib.pyplot as plt
-
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
     if close:

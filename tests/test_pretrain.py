@@ -13,21 +13,21 @@ import pytest
 import torch
 from torch import nn
 
-from dsmini_helpers import batches, checkpoint, evaluation, masking, optim, pretrain, profiles, runs
+from dsmini_helpers import batches, checkpoint, constants, evaluation, masking, optim, pretrain, profiles, runs
 from dsmini_helpers import train as training
 
 V = 1000
-SPECIALS = torch.tensor(masking.SPECIAL_IDS)
+SPECIALS = torch.tensor(constants.SPECIAL_IDS)
 
 
 def sample_batch(n: int, T: int, seed: int = 0) -> torch.Tensor:
     """(n, T) random ids with [CLS] first, [SEP] at a random length, padding after it."""
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(len(masking.SPECIAL_IDS), V, (n, T), generator=g)
-    x[:, 0] = masking.CLS_ID
+    x = torch.randint(len(constants.SPECIAL_IDS), V, (n, T), generator=g)
+    x[:, 0] = constants.CLS_ID
     lengths = torch.randint(T // 2, T + 1, (n,), generator=g)
-    x[torch.arange(T) >= lengths[:, None]] = masking.PAD_ID
-    x[torch.arange(n), lengths - 1] = masking.SEP_ID
+    x[torch.arange(T) >= lengths[:, None]] = constants.PAD_ID
+    x[torch.arange(n), lengths - 1] = constants.SEP_ID
     return x
 
 
@@ -37,11 +37,11 @@ def big():
 
 
 def _fractions(x, inputs, labels):
-    chosen = labels != masking.IGNORE_INDEX
+    chosen = labels != constants.IGNORE_INDEX
     n = chosen.sum().item()
     return (n / masking.maskable_positions(x).sum().item(),
-            ((inputs == masking.MASK_ID) & chosen).sum().item() / n,
-            ((inputs != x) & (inputs != masking.MASK_ID) & chosen).sum().item() / n,
+            ((inputs == constants.MASK_ID) & chosen).sum().item() / n,
+            ((inputs != x) & (inputs != constants.MASK_ID) & chosen).sum().item() / n,
             ((inputs == x) & chosen).sum().item() / n)
 
 
@@ -51,11 +51,11 @@ def test_bert_mask_statistics(big, rate):
     got_rate, mask, rand, keep = _fractions(big, inputs, labels)
     assert abs(got_rate - rate) < 0.01
     assert abs(mask - 0.8) < 0.01 and abs(rand - 0.1) < 0.01 and abs(keep - 0.1) < 0.01
-    chosen = labels != masking.IGNORE_INDEX
+    chosen = labels != constants.IGNORE_INDEX
     assert not torch.isin(big[chosen], SPECIALS).any(), "a special or padding token was chosen"
-    replaced = chosen & (inputs != big) & (inputs != masking.MASK_ID)
+    replaced = chosen & (inputs != big) & (inputs != constants.MASK_ID)
     assert replaced.any() and not torch.isin(inputs[replaced], SPECIALS).any(), "a random replacement is special"
-    assert torch.equal(labels[chosen], big[chosen]) and (labels[~chosen] == masking.IGNORE_INDEX).all()
+    assert torch.equal(labels[chosen], big[chosen]) and (labels[~chosen] == constants.IGNORE_INDEX).all()
     assert torch.equal(inputs[~chosen], big[~chosen])  # unchosen positions are untouched
 
 
@@ -100,11 +100,11 @@ def test_run_lengths_known_answer():
 
 def test_variable_rate_mask(big):
     inputs, labels = masking.variable_rate_mask(big, V, 0.15, 1.0, generator=torch.Generator().manual_seed(0))
-    chosen = labels != masking.IGNORE_INDEX
+    chosen = labels != constants.IGNORE_INDEX
     per_seq = chosen.sum(1) / masking.maskable_positions(big).sum(1)
     assert abs(per_seq.mean().item() - 0.575) < 0.01
     assert per_seq.max() > 0.95 and per_seq.min() < 0.2
-    assert (inputs[chosen] == masking.MASK_ID).all() and not torch.isin(big[chosen], SPECIALS).any()
+    assert (inputs[chosen] == constants.MASK_ID).all() and not torch.isin(big[chosen], SPECIALS).any()
 
 
 def test_bad_input_gets_clear_errors():

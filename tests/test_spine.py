@@ -66,6 +66,10 @@ def test_export_detects_a_change(tmp_path, monkeypatch):
     assert export.stale_modules() == []
 
 
+def test_export_lists_tuple_assignments_in_all():
+    assert export.public_names("A, B = 1, 2\n_c = 3\nD: int = 4\n") == ["A", "B", "D"]
+
+
 def test_export_rejects_a_bad_target():
     with pytest.raises(ValueError, match="expected"):
         export.export_target("#| export Not-A-Module", "data")

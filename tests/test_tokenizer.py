@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dsmini_helpers import constants as C
 from dsmini_helpers import tokenizer as T
 
 WORDS = ("the of and a in to is was for on as with by he at from his an were are which this be or has had "
@@ -100,12 +101,12 @@ def test_round_trip_invalid_utf8_examples(tok):
 # ---------- special tokens ----------
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(parts=st.lists(st.one_of(st.sampled_from(T.SPECIAL_TOKENS), st.text(max_size=20)), max_size=8))
+@given(parts=st.lists(st.one_of(st.sampled_from(C.SPECIAL_TOKENS), st.text(max_size=20)), max_size=8))
 def test_specials_stay_whole(tok, parts):
     text = "".join(parts)
     ids = tok.encode(text)
     assert tok.decode(ids) == text
-    n_special = sum(text.count(s) for s in T.SPECIAL_TOKENS)
+    n_special = sum(text.count(s) for s in C.SPECIAL_TOKENS)
     assert sum(1 for i in ids if i < T.N_SPECIAL) == n_special
 
 
@@ -113,7 +114,7 @@ def test_special_ids_and_never_merged():
     text = "[CLS] the [MASK] is [PAD][PAD] [UNK] here [SEP]" * 30 + " the end"
     tok = T.train_fast(text, T.N_BASE + 10)
     assert tok.encode("[PAD][UNK][CLS][SEP][MASK]") == [0, 1, 2, 3, 4]
-    assert (T.PAD_ID, T.UNK_ID, T.CLS_ID, T.SEP_ID, T.MASK_ID) == (0, 1, 2, 3, 4)
+    assert (C.PAD_ID, C.UNK_ID, C.CLS_ID, C.SEP_ID, C.MASK_ID) == (0, 1, 2, 3, 4)
     merged = [token for i, token in tok.vocab.items() if i >= T.N_BASE]
     assert 0 < len(merged) <= 10 and any(b"the" in t for t in merged)
     assert not any(b"[" in t or b"]" in t or b"MASK" in t or b"PAD" in t for t in merged)  # specials never trained
@@ -122,9 +123,9 @@ def test_special_ids_and_never_merged():
 
 def test_hf_specials_and_post_processor():
     hf = T.train_hf_tokenizer([make_text(1)], 400)
-    assert [hf.token_to_id(s) for s in T.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
+    assert [hf.token_to_id(s) for s in C.SPECIAL_TOKENS] == [0, 1, 2, 3, 4]
     enc = hf.encode("the [MASK] of")
-    assert enc.ids[0] == T.CLS_ID and enc.ids[-1] == T.SEP_ID and T.MASK_ID in enc.ids
+    assert enc.ids[0] == C.CLS_ID and enc.ids[-1] == C.SEP_ID and C.MASK_ID in enc.ids
 
 
 # ---------- save / load ----------
@@ -255,7 +256,7 @@ def test_get_tokenizer_caches_and_retrains(tmp_path, monkeypatch):
     assert record["inputs"] == {"vocab_size": 400, "corpus": "corpus-a"}
     assert tok.get_vocab_size() <= 400 and len(calls) == 1
     enc = tok.encode("the token")
-    assert enc.ids[0] == T.CLS_ID and enc.ids[-1] == T.SEP_ID
+    assert enc.ids[0] == C.CLS_ID and enc.ids[-1] == C.SEP_ID
 
     again = T.get_tokenizer(400)  # cached: no training
     assert len(calls) == 1 and again.encode("the token").ids == enc.ids
