@@ -130,7 +130,7 @@ def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # under autocast q, k are bf16/fp16: keep them so, like v
     return x * cos + rotate_half(x) * sin
 
-
+# notebooks/03_attention.ipynb, cell 716cdc5c-b (chapter 3)
 class RotaryEmbedding(nn.Module):
     """Rotary position embeddings (RoFormer): cos and sin tables (T, head_dim) for positions 0..T-1 (or given ones).
 

@@ -66,7 +66,7 @@ def _node_text(node) -> str:
 def _wikicode_text(code) -> str:
     return "".join(_node_text(n) for n in code.nodes)
 
-
+# notebooks/01_data.ipynb, cell 11e3ea57-b (chapter 1)
 # What a parser gives up on (unbalanced markup) stays as text; these patterns scrub the remains.
 _SCRUB = [
     (re.compile(r"<ref[^>]*/>|<ref[^>]*>.*?</ref>", re.IGNORECASE | re.DOTALL), ""),
@@ -92,7 +92,7 @@ def _scrub(text: str) -> str:
     text = re.sub(r"\(\s*[,;]?\s*\)", "", text)  # "Albedo ({{IPA|...}})" leaves "Albedo ()"
     return re.sub(r"[ \t]+([,.;:])(?=\s|$)", r"\1", text)  # "word ." where a template stood before "."
 
-
+# notebooks/01_data.ipynb, cell 11e3ea57-c (chapter 1)
 _HEADING = re.compile(r"^(={1,6})\s*(.+?)\s*\1\s*$", re.MULTILINE)  # "== References ==" on a line of its own
 
 

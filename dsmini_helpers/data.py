@@ -73,7 +73,7 @@ def package_file(package: str, relpath: str) -> Path:
             return path
     raise FileNotFoundError(f"{relpath} not found inside {package!r} (wrong version? see requirements.txt)")
 
-
+# notebooks/01_data.ipynb, cell 31ca01d4-b (chapter 1)
 def iter_wiki_dump(path: str | os.PathLike) -> Iterator[dict]:
     """Yield `{"id", "title", "wikitext"}` for every article (namespace 0, not a redirect) of a MediaWiki XML dump.
 
@@ -130,7 +130,7 @@ def raw_offline_documents() -> Iterator[dict]:
         yield {"id": f"wiki-summaries:{key}", "source": "wiki-summaries", "title": item.get("title", key),
                "raw": item.get("extract") or "", "markup": "plain"}
 
-
+# notebooks/01_data.ipynb, cell 0237358d-b (chapter 1)
 def online_sources() -> list[dict]:
     """The streamed datasets; override with DSMINI_WIKI_DATASET/_CONFIG and DSMINI_WEB_DATASET/_CONFIG."""
     env = os.environ.get
@@ -200,7 +200,7 @@ def _write_jsonl(path: Path, docs: list[dict]) -> str:
     path.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
 
-
+# notebooks/01_data.ipynb, cell 9b41e5cb-b (chapter 1)
 def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict,
                  valid_fraction: float = VALID_FRACTION, total: int | None = None) -> dict:
     """Clean, filter, deduplicate and split `raw_docs` into `out/{train,valid}.jsonl` + `out/manifest.json`.
@@ -265,7 +265,7 @@ def _corpus(kind: str) -> Path:
 
 _AUTO_CHOICE: dict[tuple, Path] = {}  # what `auto` chose in this process: probe and print only once
 
-
+# notebooks/01_data.ipynb, cell 670377a9-b (chapter 1)
 def get_corpus_dir(mode: str | None = None) -> Path:
     """The cleaned corpus folder (`train.jsonl`, `valid.jsonl`, `manifest.json`), built on first use.
 
@@ -307,7 +307,7 @@ def _auto_corpus() -> Path:
     print(f"DSMINI_DATA=auto: using the offline corpus because {reason}.")
     return _corpus("offline")
 
-
+# notebooks/01_data.ipynb, cell 670377a9-c (chapter 1)
 def load_manifest(mode: str | None = None) -> dict:
     """The corpus manifest (sources, counts, sha256), building the corpus if needed."""
     return json.loads((get_corpus_dir(mode) / "manifest.json").read_text(encoding="utf-8"))

@@ -41,7 +41,7 @@ def _flex(compiled: bool):
 
 FLEX_BLOCK = 128  # FlexAttention's tile size
 
-
+# notebooks/04_sliding_window_attention.ipynb, cell 04058a81-b (chapter 4)
 def _band_blocks(T: int, window: int, device: torch.device | str) -> Tensor:
     """(nQB, nKB) bool: which 128-key blocks each 128-query block needs for |i - j| <= window."""
     nb = math.ceil(T / FLEX_BLOCK)
@@ -82,7 +82,7 @@ def _empty_rows(T: int, window: int, keep: Tensor, global_mask: Tensor | None) -
         has_key = has_key | (global_mask & keep.any(-1, keepdim=True))  # a global query sees every kept key
     return ~has_key
 
-
+# notebooks/04_sliding_window_attention.ipynb, cell 04058a81-c (chapter 4)
 def flex_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int,
                                   key_padding_mask: Tensor | None = None, global_mask: Tensor | None = None,
                                   compiled: bool = True) -> Tensor:

@@ -44,7 +44,7 @@ def block_activation_bytes(c: DSMiniConfig, layer: int, b: int) -> float:
     drop = 2 * C if c.dropout > 0 else 0  # two residual dropout masks, 1 byte per element
     return norms + attn + ffn + drop
 
-
+# notebooks/06_model.ipynb, cell 164ee4fe-b (chapter 6)
 def estimate_memory(config: DSMiniConfig, batch_size: int, seq_len: int, dtype: torch.dtype = torch.float32,
                     training: bool = True, mask_rate: float = 0.3) -> dict[str, float]:
     """Peak memory in bytes, term by term, of one AdamW training step (or one forward without grad).

@@ -189,7 +189,7 @@ class MLMOutput(NamedTuple):
     logits: Tensor  # (N, V) at the labelled positions, or (B, T, V) without labels
     hidden: Tensor  # (B, T, C) final hidden states
 
-
+# notebooks/06_model.ipynb, cell 3def4ee3-b (chapter 6)
 class DSMiniModel(nn.Module):
     """DeepSeek-Mini: embedding -> n pre-norm blocks (global/sliding attention, dense/MoE FFN) -> norm -> MLM head."""
 
@@ -295,7 +295,7 @@ def count_parameters(model_or_config: "nn.Module | DSMiniConfig") -> dict[str, i
     parts["active_per_token"] = parts["total"] - parts["experts"] + parts["experts"] * c.top_k // c.n_experts
     return parts
 
-
+# notebooks/06_model.ipynb, cell 2f51eef0-b (chapter 6)
 def count_parameters_formula(c: DSMiniConfig) -> dict[str, int]:
     """The same counts from the table's formulas (a check of `count_parameters`)."""
     n_moe = len(c.moe_layers)

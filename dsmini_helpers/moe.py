@@ -11,17 +11,17 @@ __all__ = [
     "dispatch_dense",
     "dispatch_grouped",
     "router_entropy",
-    "MoE",
-    "moe_layers",
-    "moe_aux_loss",
-    "moe_update_biases",
-    "moe_stats",
     "switch_aux_loss",
     "router_z_loss",
     "route_sigmoid",
     "update_expert_bias",
     "expert_capacity",
     "capacity_keep",
+    "MoE",
+    "moe_layers",
+    "moe_aux_loss",
+    "moe_update_biases",
+    "moe_stats",
 ]
 
 
@@ -116,6 +116,84 @@ def router_entropy(probs: Tensor) -> Tensor:
     """Mean entropy (nats) of the per-token router distribution; log(E) is uniform, 0 is one-hot."""
     return -(probs * probs.clamp_min(1e-12).log()).sum(dim=-1).mean()
 
+# notebooks/05_mixture_of_experts.ipynb, cell e95e7088 (chapter 5)
+def switch_aux_loss(probs: Tensor, experts: Tensor, n_experts: int, alpha: float = 0.01) -> Tensor:
+    """Switch Transformer's balance loss alpha * E * sum_i f_i * P_i.
+
+    f_i: fraction of the (N * k) assignments sent to expert i (counted, no gradient); P_i: mean router
+    probability of expert i (differentiable). Equals alpha when routing is uniform, grows as it concentrates.
+    """
+    f = torch.bincount(experts.reshape(-1), minlength=n_experts).to(probs.dtype) / experts.numel()  # (E,)
+    P = probs.mean(dim=0)  # (E,)
+    return alpha * n_experts * (f * P).sum()
+
+# notebooks/05_mixture_of_experts.ipynb, cell f92abc9c (chapter 5)
+def router_z_loss(logits: Tensor) -> Tensor:
+    """ST-MoE's router z-loss: mean over tokens of logsumexp(logits)^2; keeps router logits small."""
+    return torch.logsumexp(logits, dim=-1).pow(2).mean()
+
+# notebooks/05_mixture_of_experts.ipynb, cell 299c5f7d (chapter 5)
+def route_sigmoid(logits: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """DeepSeek-V3 router: sigmoid affinities; a per-expert `bias` (E,) is added only to choose the experts.
+
+    logits (N, E) -> experts (N, k), gates (N, k), probs (N, E). Gates come from the unbiased affinities,
+    renormalised over the chosen experts for k > 1 (for k = 1 the affinity itself, as in `route_softmax`).
+    `probs` are the affinities normalised per token, used for statistics and the Switch loss.
+    """
+    scores = torch.sigmoid(logits)  # (N, E), each in (0, 1), independent of the other experts
+    choice = scores if bias is None else scores + bias  # the bias steers the choice ...
+    experts = choice.topk(k, dim=-1).indices  # (N, k)
+    gates = scores.gather(-1, experts)  # ... but never the weights
+    if k > 1:
+        gates = gates / gates.sum(dim=-1, keepdim=True)
+    return experts, gates, scores / scores.sum(dim=-1, keepdim=True)
+
+
+@torch.no_grad()
+def update_expert_bias(bias: Tensor, load: Tensor, rate: float) -> None:
+    """DeepSeek-V3's auxiliary-loss-free rule, in place: bias_i += rate * sign(mean_load - load_i).
+
+    Overloaded experts become less likely to be chosen, underloaded ones more; no gradient is involved.
+    """
+    bias += rate * torch.sign(load.float().mean() - load.float())
+
+# notebooks/05_mixture_of_experts.ipynb, cell fe364c9f (chapter 5)
+def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
+    """Slots per expert: ceil(capacity_factor * tokens * k / E) (Switch Transformer)."""
+    return math.ceil(capacity_factor * n_tokens * top_k / n_experts)
+
+
+def capacity_keep(experts: Tensor, n_experts: int, capacity: int) -> Tensor:
+    """Which assignments fit in their expert's `capacity` slots: experts (N, k) -> keep (N, k) bool.
+
+    Priority: every token's first choice before any second choice, then token order.
+    """
+    N, k = experts.shape
+    flat = experts.t().reshape(-1)  # (k*N,) rank-major: all first choices, then all second choices
+    order = torch.argsort(flat, stable=True)  # grouped by expert, priority order kept inside a group
+    counts = torch.bincount(flat, minlength=n_experts)  # (E,)
+    starts = torch.cumsum(counts, 0) - counts  # (E,) where each expert's group begins
+    slot = torch.empty_like(flat)
+    slot[order] = torch.arange(flat.numel(), device=flat.device) - starts[flat[order]]  # place in its queue
+    return (slot < capacity).view(k, N).t()  # (N, k)
+
+# notebooks/05_mixture_of_experts.ipynb, cell moe-check-args (chapter 5)
+def _check_moe_args(d_model: int, d_hidden: int, n_experts: int, top_k: int, n_shared: int, balance: str,
+                    score_func: str, capacity_factor: float | None, impl: str) -> None:
+    """Reject a bad MoE configuration with a clear error before any weight is made."""
+    _check_int(1, d_model=d_model, d_hidden=d_hidden, n_experts=n_experts, top_k=top_k)
+    _check_int(0, n_shared=n_shared)
+    if top_k > n_experts:
+        raise ValueError(f"top_k ({top_k}) cannot exceed n_experts ({n_experts})")
+    if balance not in BALANCE_MODES:
+        raise ValueError(f"balance must be one of {BALANCE_MODES}, got {balance!r}")
+    if score_func not in SCORE_FUNCS:
+        raise ValueError(f"score_func must be one of {SCORE_FUNCS}, got {score_func!r}")
+    if capacity_factor is not None and not capacity_factor > 0:
+        raise ValueError(f"capacity_factor must be None or > 0, got {capacity_factor}")
+    if impl not in ("grouped", "dense"):
+        raise ValueError(f"impl must be 'grouped' or 'dense', got {impl!r}")
+
 # notebooks/05_mixture_of_experts.ipynb, cell 1e40f095 (chapter 5)
 class MoE(nn.Module):
     """A Mixture-of-Experts feed-forward layer: x (B, T, C) -> (B, T, C).
@@ -132,19 +210,8 @@ class MoE(nn.Module):
                  z_loss_coef: float = 0.0, bias_rate: float = 1e-3, score_func: str | None = None,
                  impl: str = "grouped") -> None:
         super().__init__()
-        _check_int(1, d_model=d_model, d_hidden=d_hidden, n_experts=n_experts, top_k=top_k)
-        _check_int(0, n_shared=n_shared)
-        if top_k > n_experts:
-            raise ValueError(f"top_k ({top_k}) cannot exceed n_experts ({n_experts})")
-        if balance not in BALANCE_MODES:
-            raise ValueError(f"balance must be one of {BALANCE_MODES}, got {balance!r}")
         score_func = score_func or ("sigmoid" if balance == "bias" else "softmax")
-        if score_func not in SCORE_FUNCS:
-            raise ValueError(f"score_func must be one of {SCORE_FUNCS}, got {score_func!r}")
-        if capacity_factor is not None and not capacity_factor > 0:
-            raise ValueError(f"capacity_factor must be None or > 0, got {capacity_factor}")
-        if impl not in ("grouped", "dense"):
-            raise ValueError(f"impl must be 'grouped' or 'dense', got {impl!r}")
+        _check_moe_args(d_model, d_hidden, n_experts, top_k, n_shared, balance, score_func, capacity_factor, impl)
         self.d_model, self.d_hidden, self.n_experts, self.top_k = d_model, d_hidden, n_experts, top_k
         self.n_shared, self.balance, self.capacity_factor = n_shared, balance, capacity_factor
         self.aux_alpha, self.z_loss_coef, self.bias_rate = aux_alpha, z_loss_coef, bias_rate
@@ -234,7 +301,8 @@ class MoE(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"n_experts={self.n_experts}, top_k={self.top_k}, n_shared={self.n_shared}, "
-                f"balance={self.balance!r}, score_func={self.score_func!r}, capacity_factor={self.capacity_factor}")
+                f"balance={self.balance!r}, score_func={self.score_func!r}, "
+                f"capacity_factor={self.capacity_factor}")
 
 # notebooks/05_mixture_of_experts.ipynb, cell 0981d4e7 (chapter 5)
 def moe_layers(model: nn.Module) -> list[MoE]:
@@ -260,64 +328,3 @@ def moe_update_biases(model: nn.Module) -> None:
 def moe_stats(model: nn.Module) -> list[dict]:
     """`last_stats` of every MoE layer, in module order (for logs and plots)."""
     return [m.last_stats for m in moe_layers(model)]
-
-# notebooks/05_mixture_of_experts.ipynb, cell e95e7088 (chapter 5)
-def switch_aux_loss(probs: Tensor, experts: Tensor, n_experts: int, alpha: float = 0.01) -> Tensor:
-    """Switch Transformer's balance loss alpha * E * sum_i f_i * P_i.
-
-    f_i: fraction of the (N * k) assignments sent to expert i (counted, no gradient); P_i: mean router
-    probability of expert i (differentiable). Equals alpha when routing is uniform, grows as it concentrates.
-    """
-    f = torch.bincount(experts.reshape(-1), minlength=n_experts).to(probs.dtype) / experts.numel()  # (E,)
-    P = probs.mean(dim=0)  # (E,)
-    return alpha * n_experts * (f * P).sum()
-
-# notebooks/05_mixture_of_experts.ipynb, cell f92abc9c (chapter 5)
-def router_z_loss(logits: Tensor) -> Tensor:
-    """ST-MoE's router z-loss: mean over tokens of logsumexp(logits)^2; keeps router logits small."""
-    return torch.logsumexp(logits, dim=-1).pow(2).mean()
-
-# notebooks/05_mixture_of_experts.ipynb, cell 299c5f7d (chapter 5)
-def route_sigmoid(logits: Tensor, k: int, bias: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
-    """DeepSeek-V3 router: sigmoid affinities; a per-expert `bias` (E,) is added only to choose the experts.
-
-    logits (N, E) -> experts (N, k), gates (N, k), probs (N, E). Gates come from the unbiased affinities,
-    renormalised over the chosen experts for k > 1 (for k = 1 the affinity itself, as in `route_softmax`).
-    `probs` are the affinities normalised per token, used for statistics and the Switch loss.
-    """
-    scores = torch.sigmoid(logits)  # (N, E), each in (0, 1), independent of the other experts
-    choice = scores if bias is None else scores + bias  # the bias steers the choice ...
-    experts = choice.topk(k, dim=-1).indices  # (N, k)
-    gates = scores.gather(-1, experts)  # ... but never the weights
-    if k > 1:
-        gates = gates / gates.sum(dim=-1, keepdim=True)
-    return experts, gates, scores / scores.sum(dim=-1, keepdim=True)
-
-
-@torch.no_grad()
-def update_expert_bias(bias: Tensor, load: Tensor, rate: float) -> None:
-    """DeepSeek-V3's auxiliary-loss-free rule, in place: bias_i += rate * sign(mean_load - load_i).
-
-    Overloaded experts become less likely to be chosen, underloaded ones more; no gradient is involved.
-    """
-    bias += rate * torch.sign(load.float().mean() - load.float())
-
-# notebooks/05_mixture_of_experts.ipynb, cell fe364c9f (chapter 5)
-def expert_capacity(n_tokens: int, n_experts: int, top_k: int, capacity_factor: float) -> int:
-    """Slots per expert: ceil(capacity_factor * tokens * k / E) (Switch Transformer)."""
-    return math.ceil(capacity_factor * n_tokens * top_k / n_experts)
-
-
-def capacity_keep(experts: Tensor, n_experts: int, capacity: int) -> Tensor:
-    """Which assignments fit in their expert's `capacity` slots: experts (N, k) -> keep (N, k) bool.
-
-    Priority: every token's first choice before any second choice, then token order.
-    """
-    N, k = experts.shape
-    flat = experts.t().reshape(-1)  # (k*N,) rank-major: all first choices, then all second choices
-    order = torch.argsort(flat, stable=True)  # grouped by expert, priority order kept inside a group
-    counts = torch.bincount(flat, minlength=n_experts)  # (E,)
-    starts = torch.cumsum(counts, 0) - counts  # (E,) where each expert's group begins
-    slot = torch.empty_like(flat)
-    slot[order] = torch.arange(flat.numel(), device=flat.device) - starts[flat[order]]  # place in its queue
-    return (slot < capacity).view(k, N).t()  # (N, k)

@@ -34,7 +34,7 @@ from torch import Tensor
 
 IMPLS = ("auto", "dense", "sdpa", "blocked", "flex")
 
-
+# notebooks/04_sliding_window_attention.ipynb, cell 8cde5180-b (chapter 4)
 def check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, window: int,
                            key_padding_mask: Tensor | None = None, global_mask: Tensor | None = None) -> None:
     """Raise a clear TypeError/ValueError unless q, k, v are (B, H, T, D), window >= 0, masks bool (B, T)."""
@@ -64,7 +64,7 @@ def check_attention_inputs(q: Tensor, k: Tensor, v: Tensor, window: int,
         if m.device != q.device:
             raise ValueError(f"{name} is on {m.device} but q is on {q.device}")
 
-
+# notebooks/04_sliding_window_attention.ipynb, cell 8cde5180-c (chapter 4)
 def band_mask(T: int, window: int, device: torch.device | str | None = None) -> Tensor:
     """The (T, T) bool mask |i - j| <= window, e.g. T=4, w=1: a tridiagonal band. O(T²) memory."""
     i = torch.arange(T, device=device)
@@ -142,7 +142,7 @@ def _tile_mask(T: int, window: int, b: int, n_blocks: int, key_padding_mask: Ten
     empty = ~allowed.any(-1)  # (B|1, n_blocks, b)
     return allowed, empty
 
-
+# notebooks/04_sliding_window_attention.ipynb, cell eba6193d-b (chapter 4)
 def blocked_sliding_window_attention_local(q: Tensor, k: Tensor, v: Tensor, window: int,
                                            key_padding_mask: Tensor | None = None,
                                            dropout_p: float = 0.0) -> Tensor:
@@ -188,7 +188,7 @@ def _global_rows(q: Tensor, k: Tensor, v: Tensor, idx: Tensor, real: Tensor,
     out = F.scaled_dot_product_attention(qg, k, v, attn_mask=allowed[:, None], dropout_p=dropout_p)
     return out.masked_fill((empty | ~real)[:, None, :, None], 0.0)  # (B, H, G, D)
 
-
+# notebooks/04_sliding_window_attention.ipynb, cell 0ec25458-b (chapter 4)
 def blocked_sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int,
                                      key_padding_mask: Tensor | None = None, global_mask: Tensor | None = None,
                                      dropout_p: float = 0.0) -> Tensor:
@@ -274,7 +274,7 @@ def resolve_impl(impl: str, q: Tensor, dropout_p: float = 0.0) -> str:
         return "flex"
     return "blocked"
 
-
+# notebooks/04_sliding_window_attention.ipynb, cell 729aa6d4-b (chapter 4)
 def sliding_window_attention(q: Tensor, k: Tensor, v: Tensor, window: int, key_padding_mask: Tensor | None = None,
                              impl: str = "auto", global_mask: Tensor | None = None,
                              dropout_p: float = 0.0) -> Tensor:

@@ -60,7 +60,7 @@ N_SPECIAL = len(SPECIAL_TOKENS)
 N_BASE = N_SPECIAL + 256  # ids below N_BASE: the 5 specials and the 256 single bytes
 VOCAB_SIZE = 20_000  # the vocabulary every later chapter uses
 
-
+# notebooks/02_tokenizer.ipynb, cell 274ff959-b (chapter 2)
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's printable stand-in for each byte: 188 printable bytes stand for themselves, the other 68 become
     chr(256 + n) in byte order (space -> 'Ġ', newline -> 'Ċ'). `tokenizers`' ByteLevel uses the same table."""
@@ -160,7 +160,7 @@ def _check_training_args(texts: str | Iterable[str], vocab_size: int) -> list[st
         raise ValueError(f"vocab_size must be > {N_BASE} (5 special tokens + 256 bytes), got {vocab_size}")
     return texts
 
-
+# notebooks/02_tokenizer.ipynb, cell 02aa2322-b (chapter 2)
 def train_naive(texts: str | Iterable[str], vocab_size: int) -> "BPETokenizer":
     """Readable byte-level BPE: recount every pair of every pre-token after each merge (slow; for teaching)."""
     texts = _check_training_args(texts, vocab_size)
@@ -182,7 +182,7 @@ def train_naive(texts: str | Iterable[str], vocab_size: int) -> "BPETokenizer":
         chunks = [merge(ids, pair, new_id) for ids in chunks]
     return BPETokenizer(merges)
 
-
+# notebooks/02_tokenizer.ipynb, cell 02aa2322-c (chapter 2)
 class BPETokenizer:
     """Byte-level BPE: specials 0-4, bytes 5-260, then the merged tokens in the order they were learned.
 
@@ -277,7 +277,7 @@ def count_words(texts: Iterable[str]) -> Counter:
     """Distinct pre-tokens (bytes) with their counts: the fast trainer visits each distinct one once."""
     return Counter(text_chunks(texts))
 
-
+# notebooks/02_tokenizer.ipynb, cell e7ceaeb7-b (chapter 2)
 def learn_merges(word_counts: dict[bytes, int], vocab_size: int, forced: list[tuple[int, int]] | None = None):
     """Fast BPE on distinct pre-tokens: pair counts, a pair -> pre-tokens index, lazy max-heap.
 
@@ -339,7 +339,7 @@ def learn_merges(word_counts: dict[bytes, int], vocab_size: int, forced: list[tu
         pair_counts.pop(pair, None)
     return merges, counts, best
 
-
+# notebooks/02_tokenizer.ipynb, cell e7ceaeb7-c (chapter 2)
 def train_fast(texts: str | Iterable[str], vocab_size: int) -> "BPETokenizer":
     """The same merges as `train_naive`, fast: distinct pre-tokens, incremental pair counts, lazy heap."""
     texts = _check_training_args(texts, vocab_size)
@@ -367,7 +367,7 @@ def train_hf_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE) -> To
             raise RuntimeError(f"special token {t} got id {tok.token_to_id(t)}, expected {i}")
     return tok
 
-
+# notebooks/02_tokenizer.ipynb, cell 3b5aea08-b (chapter 2)
 def corpus_key() -> str:
     """The key of chapter 1's corpus artefact (its folder name): the tokenizer's upstream key."""
     return get_corpus_dir().name

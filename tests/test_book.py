@@ -2,8 +2,9 @@
 
 Runs after `make book-ci` over `_build/ci/_build/html` (or $DSMINI_BOOK_HTML): no page loads a script or style
 from a CDN, every page loads with no console error, math is typeset, every figure has loaded, widget areas are
-rendered, and moving a slider of chapter 4's and chapter 5's widgets changes what is shown. Screenshots of each
-page go to `_build/screenshots/`.
+rendered, moving a slider of chapter 4's and chapter 5's widgets changes what is shown, and code cells fit
+their column at a 1280 x 800 window (book/_static/wide-code.css). Screenshots of each page go to
+`_build/screenshots/`.
 """
 
 import functools
@@ -70,9 +71,9 @@ def browser():
         b.close()
 
 
-def open_page(browser, server, page_path):
+def open_page(browser, server, page_path, window=(1280, 900)):
     """Open a page with the network cut off beyond 127.0.0.1; return (page, console errors, outside requests)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context = browser.new_context(viewport={"width": window[0], "height": window[1]})
     page = context.new_page()
     errors, outside = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -215,6 +216,38 @@ def test_chapter_opens_with_its_roadmap_and_its_drawn_figures_load(browser, serv
             ".map(a => a.getAttribute('href').slice(1))"))
         unreferenced = [f["id"] for f in drawn if f["id"] not in referenced]
         assert not unreferenced, f"drawn figures the text never refers to: {unreferenced}"
+        assert not errors, f"console errors: {errors}"
+    finally:
+        page.context.close()
+
+
+# A 13-inch laptop's browser window: the narrowest at which wide-code.css promises 120-column code (ruff's line
+# length) without sideways scrolling, while the text column stays at most 49rem (~90 characters) wide.
+LAPTOP_WINDOW = (1280, 800)
+PROSE_MAX_PX = 49 * 16 + 1
+
+
+@pytest.mark.parametrize("page_path", CHAPTER_PAGES + [p for p in PAGES if "appendix" in p])
+def test_code_cells_fit_their_column(browser, server, page_path):
+    page, errors, _ = open_page(browser, server, page_path, window=LAPTOP_WINDOW)
+    try:
+        page.evaluate("() => document.querySelectorAll('main details').forEach(d => { d.open = true; })")
+        cut = page.evaluate(
+            "() => Array.from(document.querySelectorAll('main div.cell_input pre'))"
+            ".filter(p => p.scrollWidth > p.clientWidth)"
+            ".map(p => `${p.scrollWidth - p.clientWidth} px too wide: ` + p.textContent.split('\\n')"
+            ".reduce((a, l) => l.length > a.length ? l : a, ''))")
+        assert page.locator("main div.cell_input pre").count() > 0, "no code cell on the page"
+        assert not cut, "code cells that scroll sideways (their longest line):\n" + "\n".join(cut)
+        widest_text = page.evaluate(
+            "() => Math.max(0, ...Array.from(document.querySelectorAll('main section > p'))"
+            ".map(p => p.getBoundingClientRect().width))")
+        assert 0 < widest_text <= PROSE_MAX_PX, f"text column {widest_text:.0f} px wide"
+        toggle = page.locator(".bd-header-article button.secondary-toggle")
+        toggle.click()
+        page.wait_for_timeout(300)
+        assert page.evaluate("() => document.getElementById('pst-secondary-sidebar-modal').open"), \
+            "the page header's button does not open the table of contents"
         assert not errors, f"console errors: {errors}"
     finally:
         page.context.close()

@@ -30,13 +30,14 @@ STAGES = [
     (7, "Pretraining", "masked LM"),
     (8, "Inference", "fill, embed, gen"),
     (9, "Serving", "HTTP API"),
+    (10, "Scaling out", "DDP, FSDP"),
 ]
 PARTS = [("Part I: data and tokens", 1, 2), ("Part II: building blocks", 3, 5),
-         ("Part III: the model and its training", 6, 7), ("Part IV: using and serving it", 8, 9)]
+         ("Part III: the model and its training", 6, 7), ("Part IV: using, serving, scaling it", 8, 10)]
 
 
 def roadmap(chapter: int) -> str:
-    """The nine stages of the book as one chain in two rows (parts I-II, parts III-IV), one chapter highlighted."""
+    """The ten stages of the book as one chain in two rows (parts I-II, parts III-IV), one chapter highlighted."""
     w, gap, x0, h = 124, 18, 10, 60
     rows = {1: 34, 2: 166}  # y of each row of boxes
     svg = Svg(x0 * 2 + 5 * w + 4 * gap + 20, 286, f"Roadmap of the book: chapter {chapter} highlighted",
@@ -69,8 +70,9 @@ def roadmap(chapter: int) -> str:
         color = PALETTE["accent"][1] if active else MUTED
         svg.path(f"M{xa},{yb - 5} L{xa},{yb} L{xb},{yb} L{xb},{yb - 5}", color=color, arrow=False)
         svg.text((xa + xb) / 2, yb + 17, label, 12.5, color=color, weight="bold" if active else "normal")
-    x9, y9 = place(9)
-    svg.text(x9 + w + 8, y9 + h / 2 + 5, "... to a served model", 12, anchor="start", color=MUTED, italic=True)
+    x10, y10 = place(10)
+    svg.text(x10 + w, y10 + h + 52, "... to a served model, on one GPU or many", 12, anchor="end", color=MUTED,
+             italic=True)
     return str(svg)
 
 
