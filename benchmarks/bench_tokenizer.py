@@ -28,6 +28,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from dsmini_helpers import bpe as B  # noqa: E402
 from dsmini_helpers import tokenizer as T  # noqa: E402
 from dsmini_helpers.data import load_texts  # noqa: E402
 
@@ -47,9 +48,9 @@ def run(scratch_bytes: int, scratch_merges: int, full_chars: int | None, full_vo
 
     # 1. naive vs fast, `scratch_merges` merges on the first `scratch_bytes` characters
     scratch = "\n".join(texts)[:scratch_bytes]
-    vocab = T.N_BASE + scratch_merges
-    naive, t_naive = timed(T.train_naive, scratch, vocab)
-    fast, t_fast = timed(T.train_fast, scratch, vocab)
+    vocab = B.N_BASE + scratch_merges
+    naive, t_naive = timed(B.train_naive, scratch, vocab)
+    fast, t_fast = timed(B.train_fast, scratch, vocab)
     same = list(naive.merges.items()) == list(fast.merges.items())
     size = f"{len(scratch.encode()) / 1e6:.2f} MB, {scratch_merges:,} merges"
     rows.append(dict(comparison="naive vs fast", trainer="naive (ours)", data=size, seconds=round(t_naive, 3),
@@ -67,7 +68,7 @@ def run(scratch_bytes: int, scratch_merges: int, full_chars: int | None, full_vo
             part.append(t)
             n += len(t)
     hf, t_hf = timed(T.train_hf_tokenizer, part, full_vocab)
-    ours, t_ours = timed(T.train_fast, part, full_vocab)
+    ours, t_ours = timed(B.train_fast, part, full_vocab)
     same = list(ours.merges) == T.hf_merges(hf) and ours.vocab == T.hf_vocab(hf)
     size = f"{sum(len(t.encode()) for t in part) / 1e6:.2f} MB, vocabulary {full_vocab:,}"
     rows.append(dict(comparison="fast vs tokenizers", trainer="fast (ours, Python)", data=size,

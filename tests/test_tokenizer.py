@@ -7,6 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from dsmini_helpers import bpe as B
 from dsmini_helpers import constants as C
 from dsmini_helpers import tokenizer as T
 
@@ -33,24 +34,24 @@ def small_text() -> str:
 
 
 @pytest.fixture(scope="module")
-def tok(small_text) -> T.BPETokenizer:
-    return T.train_fast(small_text, T.N_BASE + 120)
+def tok(small_text) -> B.BPETokenizer:
+    return B.train_fast(small_text, B.N_BASE + 120)
 
 
 # ---------- the pieces ----------
 
 def test_get_stats_and_merge_known_answers():
-    assert T.get_stats([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}
-    assert T.merge([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
-    assert T.merge([7, 7, 7], (7, 7), 9) == [9, 7]
-    assert T.best_pair({(8, 1): 3, (2, 5): 3, (1, 1): 2}) == (2, 5)
+    assert B.get_stats([1, 2, 3, 1, 2]) == {(1, 2): 2, (2, 3): 1, (3, 1): 1}
+    assert B.merge([1, 2, 3, 1, 2], (1, 2), 9) == [9, 3, 9]
+    assert B.merge([7, 7, 7], (7, 7), 9) == [9, 7]
+    assert B.best_pair({(8, 1): 3, (2, 5): 3, (1, 1): 2}) == (2, 5)
 
 
 def test_byte_ids_match_tokenizers_alphabet_order():
-    assert sorted(T.BYTE_ID.values()) == list(range(T.N_SPECIAL, T.N_BASE))
-    chars = sorted(T.BYTE_CHAR.values())
-    assert [T.BYTE_ID[T.CHAR_BYTE[c]] for c in chars] == list(range(T.N_SPECIAL, T.N_BASE))
-    assert T.BYTE_CHAR[ord(" ")] == "Ġ" and T.BYTE_CHAR[ord("\n")] == "Ċ"
+    assert sorted(B.BYTE_ID.values()) == list(range(B.N_SPECIAL, B.N_BASE))
+    chars = sorted(B.BYTE_CHAR.values())
+    assert [B.BYTE_ID[B.CHAR_BYTE[c]] for c in chars] == list(range(B.N_SPECIAL, B.N_BASE))
+    assert B.BYTE_CHAR[ord(" ")] == "Ġ" and B.BYTE_CHAR[ord("\n")] == "Ċ"
 
 
 def test_pretokenize_matches_bytelevel(small_text):
@@ -59,20 +60,20 @@ def test_pretokenize_matches_bytelevel(small_text):
     bl = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     for text in [small_text, "Hi  there!\n\n  x", "it's 3.14 —ünï 🙂\t\tz"]:
         theirs = [p for p, _ in bl.pre_tokenize_str(text)]
-        ours = ["".join(T.BYTE_CHAR[b] for b in t.encode()) for t in T.pretokenize(text)]
+        ours = ["".join(B.BYTE_CHAR[b] for b in t.encode()) for t in B.pretokenize(text)]
         assert ours == theirs
 
 
 # ---------- known answer ----------
 
-@pytest.mark.parametrize("train", [T.train_naive, T.train_fast])
+@pytest.mark.parametrize("train", [B.train_naive, B.train_fast])
 def test_wikipedia_aaabdaaabac(train):
-    tok = train("aaabdaaabac", T.N_BASE + 3)
+    tok = train("aaabdaaabac", B.N_BASE + 3)
     merged = [(tok.vocab[a], tok.vocab[b]) for a, b in tok.merges]
     assert merged == [(b"a", b"a"), (b"a", b"b"), (b"aa", b"ab")]  # Z=aa, Y=ab, X=ZY
     ids = tok.encode("aaabdaaabac")
     assert [tok.vocab[i] for i in ids] == [b"aaab", b"d", b"aaab", b"a", b"c"]  # XdXac
-    assert ids == [263, T.BYTE_ID[ord("d")], 263, T.BYTE_ID[ord("a")], T.BYTE_ID[ord("c")]]
+    assert ids == [263, B.BYTE_ID[ord("d")], 263, B.BYTE_ID[ord("a")], B.BYTE_ID[ord("c")]]
     assert tok.decode(ids) == "aaabdaaabac"
 
 
@@ -107,18 +108,18 @@ def test_specials_stay_whole(tok, parts):
     ids = tok.encode(text)
     assert tok.decode(ids) == text
     n_special = sum(text.count(s) for s in C.SPECIAL_TOKENS)
-    assert sum(1 for i in ids if i < T.N_SPECIAL) == n_special
+    assert sum(1 for i in ids if i < B.N_SPECIAL) == n_special
 
 
 def test_special_ids_and_never_merged():
     text = "[CLS] the [MASK] is [PAD][PAD] [UNK] here [SEP]" * 30 + " the end"
-    tok = T.train_fast(text, T.N_BASE + 10)
+    tok = B.train_fast(text, B.N_BASE + 10)
     assert tok.encode("[PAD][UNK][CLS][SEP][MASK]") == [0, 1, 2, 3, 4]
     assert (C.PAD_ID, C.UNK_ID, C.CLS_ID, C.SEP_ID, C.MASK_ID) == (0, 1, 2, 3, 4)
-    merged = [token for i, token in tok.vocab.items() if i >= T.N_BASE]
+    merged = [token for i, token in tok.vocab.items() if i >= B.N_BASE]
     assert 0 < len(merged) <= 10 and any(b"the" in t for t in merged)
     assert not any(b"[" in t or b"]" in t or b"MASK" in t or b"PAD" in t for t in merged)  # specials never trained
-    assert T.train_naive(text, T.N_BASE + 10).merges == tok.merges
+    assert B.train_naive(text, B.N_BASE + 10).merges == tok.merges
 
 
 def test_hf_specials_and_post_processor():
@@ -133,7 +134,7 @@ def test_hf_specials_and_post_processor():
 def test_save_load_round_trip(tmp_path, tok, small_text):
     path = tmp_path / "sub" / "bpe.json"
     tok.save(path)
-    back = T.BPETokenizer.load(path)
+    back = B.BPETokenizer.load(path)
     assert list(back.merges.items()) == list(tok.merges.items())
     assert back.vocab == tok.vocab
     assert back.encode(small_text) == tok.encode(small_text)
@@ -143,14 +144,14 @@ def test_load_rejects_foreign_files(tmp_path):
     bad = tmp_path / "x.json"
     bad.write_text(json.dumps({"model": {}}))
     with pytest.raises(ValueError, match="dsmini-bpe"):
-        T.BPETokenizer.load(bad)
+        B.BPETokenizer.load(bad)
 
 
 # ---------- naive == fast == tokenizers ----------
 
 def test_naive_equals_fast(small_text):
-    naive = T.train_naive(small_text, T.N_BASE + 150)
-    fast = T.train_fast(small_text, T.N_BASE + 150)
+    naive = B.train_naive(small_text, B.N_BASE + 150)
+    fast = B.train_fast(small_text, B.N_BASE + 150)
     assert list(naive.merges.items()) == list(fast.merges.items())
 
 
@@ -158,23 +159,23 @@ def test_naive_equals_fast(small_text):
 @given(seed=st.integers(0, 10_000), extra=st.integers(1, 80))
 def test_naive_equals_fast_random(seed, extra):
     text = make_text(seed, n_words=80)
-    assert list(T.train_naive(text, T.N_BASE + extra).merges.items()) == \
-        list(T.train_fast(text, T.N_BASE + extra).merges.items())
+    assert list(B.train_naive(text, B.N_BASE + extra).merges.items()) == \
+        list(B.train_fast(text, B.N_BASE + extra).merges.items())
 
 
 @pytest.mark.parametrize("seed,vocab", [(0, 300), (1, 500), (2, 2000)])
 def test_fast_equals_tokenizers(seed, vocab):
     texts = [make_text(seed + 10 * k, 300) for k in range(5)]
     hf = T.train_hf_tokenizer(texts, vocab)
-    merges, counts, best = T.learn_merges(T.count_words(texts), vocab)
-    ours = T.BPETokenizer(merges)
+    merges, counts, best = B.learn_merges(B.count_words(texts), vocab)
+    ours = B.BPETokenizer(merges)
     assert list(merges) == T.hf_merges(hf)  # same merges, same order
     assert ours.vocab == T.hf_vocab(hf)  # same ids
     assert counts == best  # each merge was a most frequent pair
     probe = make_text(99, 200) + " Zürich 東京 🙂 [MASK]"
     assert ours.encode(probe) == hf.encode(probe, add_special_tokens=False).ids
     # their merges replayed through ours have the same frequencies, step by step
-    _, replay_counts, replay_best = T.learn_merges(T.count_words(texts), vocab, forced=T.hf_merges(hf))
+    _, replay_counts, replay_best = B.learn_merges(B.count_words(texts), vocab, forced=T.hf_merges(hf))
     assert replay_counts == counts == replay_best
 
 
@@ -198,7 +199,7 @@ def test_tokens_html_escapes_and_shows_ids():
 
 # ---------- bad input ----------
 
-@pytest.mark.parametrize("train", [T.train_naive, T.train_fast, T.train_hf_tokenizer])
+@pytest.mark.parametrize("train", [B.train_naive, B.train_fast, T.train_hf_tokenizer])
 def test_bad_training_input(train):
     with pytest.raises(ValueError, match="empty corpus"):
         train("", 400)
@@ -213,7 +214,7 @@ def test_bad_training_input(train):
     with pytest.raises(ValueError, match="261"):
         train("some text", 256)
     with pytest.raises(ValueError, match="261"):
-        train("some text", T.N_BASE)
+        train("some text", B.N_BASE)
     with pytest.raises(TypeError, match="int"):
         train("some text", "300")
 
@@ -232,7 +233,7 @@ def test_bad_encode_decode_input(tok):
     with pytest.raises(TypeError):
         tok.decode("abc")
     with pytest.raises(TypeError):
-        T.pretokenize(42)
+        B.pretokenize(42)
 
 
 # ---------- get_tokenizer: cached, atomic, retrained when the corpus changes ----------
@@ -297,5 +298,5 @@ def test_get_tokenizer_trains_once_when_two_processes_ask(tmp_path, monkeypatch)
     ctx = multiprocessing.get_context("fork")  # the children inherit the monkeypatched module
     with ctx.Pool(2) as pool:
         sizes = pool.map(_get_tokenizer_in_child, [400, 400])
-    assert sizes[0] == sizes[1] > T.N_BASE
+    assert sizes[0] == sizes[1] > B.N_BASE
     assert log.read_text().count("trained") == 1
