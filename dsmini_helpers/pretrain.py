@@ -38,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dsmini_helpers.pretrain", description=main.__doc__)
     parser.add_argument("--config", help="YAML file (experiments/*.yaml)")
     parser.add_argument("--profile", help="ci | cpu | gpu (default: $DSMINI_PROFILE or automatic)")
-    parser.add_argument("--out", help="output folder (default: data/checkpoints/<name>)")
+    parser.add_argument("--out", help="output folder (default: data/checkpoints/<experiment name>)")
     parser.add_argument("--max-steps", type=int, help="override max_steps")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -54,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if overrides:
             cfg = TrainConfig.from_dict({**asdict(cfg), **overrides})
     else:
-        cfg, name = TrainConfig.for_profile(args.profile, **overrides), get_profile(args.profile).name
+        cfg, name = TrainConfig.for_profile(args.profile, **overrides), get_profile(args.profile).experiment()["name"]
     out = Path(args.out) if args.out else data_dir("checkpoints", name)
     resume_from = latest_checkpoint(out) if args.resume else None
     result = train(cfg, out, resume_from=resume_from, progress=not args.quiet, parallel=par)

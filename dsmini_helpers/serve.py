@@ -54,9 +54,10 @@ from dsmini_helpers.batching import (
     text_ids,
 )
 from dsmini_helpers.cache import data_dir
+from dsmini_helpers.checkpoint import latest_checkpoint
 from dsmini_helpers.inference import Model, split_sentences
-from dsmini_helpers.pretrain import latest_checkpoint
 from dsmini_helpers.profiles import get_profile
+from dsmini_helpers.runs import find_checkpoint
 from dsmini_helpers.schemas import (
     LIMITS,
     EmbedRequest,
@@ -83,18 +84,20 @@ from dsmini_helpers.server_runtime import (
 
 # notebooks/09_serving.ipynb, cell 99c56e0c (chapter 9)
 TRAIN_HINT = (
-    "Train one with `python -m dsmini_helpers.pretrain --config "
-    "experiments/pretrain_small.yaml`, or set DSMINI_CHECKPOINT to a checkpoint folder."
+    "Train one with `python -m dsmini_helpers.pretrain --profile <profile>` (or run chapter 7), "
+    "or set DSMINI_CHECKPOINT to a checkpoint folder."
 )
 
 
 def checkpoint_to_serve(checkpoint_dir: str | Path | None = None) -> Path | None:
-    """`checkpoint_dir`, else $DSMINI_CHECKPOINT, else the latest checkpoint of
-    the profile ($DSMINI_PROFILE or the default one); None if there is none."""
+    """`checkpoint_dir`, else $DSMINI_CHECKPOINT, else the profile's ($DSMINI_PROFILE or the default one):
+    its run in the artefact store (chapter 7's), else the command line's folder for it; None if none."""
     chosen = checkpoint_dir or os.environ.get("DSMINI_CHECKPOINT")
     if chosen:
         return Path(chosen)
-    return latest_checkpoint(data_dir("checkpoints", get_profile().name))
+    profile = get_profile()
+    cli_folder = data_dir("checkpoints", profile.experiment()["name"])
+    return find_checkpoint(profile.name) or latest_checkpoint(cli_folder)
 
 
 def load_model(
