@@ -60,9 +60,7 @@ class Ticket:
     cost: int
     deadline: float
     future: asyncio.Future | None = None  # None when a runner is called directly
-    cancelled: threading.Event = field(
-        default_factory=threading.Event
-    )  # read by the worker
+    cancelled: threading.Event = field(default_factory=threading.Event)  # read by the worker
 
     def cancel(self) -> None:
         self.cancelled.set()

@@ -115,7 +115,7 @@ def head_logits(served: Served, ids: Tensor, mask: Tensor, where: Tensor) -> Ten
 # notebooks/09_serving.ipynb, cell 436b7520 (chapter 9)
 def step_plan(
     start: int, n_new: int, steps: int, block_length: int | None
-) -> list[tuple]:
+) -> list[tuple[int, int, int, int]]:
     """(block start, block end, tokens to commit, slots still
     masked) for each unmasking step, as chapter 8 plans them.
     `step_plan(1, 4, 2, None) -> [(1, 5, 2, 4), (1, 5, 2, 2)]`."""
@@ -135,7 +135,7 @@ class Unmasking:
 
     ids: Tensor  # (T,) [CLS] prompt [MASK] * n [SEP]
     start: int  # first generated position
-    plan: list[tuple[int, int, int]]
+    plan: list[tuple[int, int, int, int]]  # (block start, block end, tokens to commit, slots still masked)
     request: GenerateRequest
     generator: torch.Generator | None  # on the model's device
     done: int = 0  # steps taken
@@ -155,9 +155,9 @@ class Unmasking:
         return cls(ids, len(prompt_ids), plan, req, gen)
 
     def open_slots(self, mask_id: int) -> tuple[int, int, Tensor]:
-        """(block start, block end, (Lb,) True where the block
-        is still masked): where the next step needs logits. A
-        committed slot never changes, so the head skips it."""
+        """(block start b0, block end b1, a bool (Lb,) with Lb = b1 - b0,
+        True where the block is still masked): where the next step needs
+        logits. A committed slot never changes, so the head skips it."""
         b0, b1, _, _ = self.plan[self.done]
         return b0, b1, self.ids[b0:b1] == mask_id
 
@@ -189,9 +189,7 @@ def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
     live = list(range(len(runs)))
     while live := [i for i in live if not tickets[i].expired()]:  # the gone stop here
         ids, mask = pad_right([runs[i].ids for i in live], model.pad_id, model.device)
-        where = torch.zeros_like(
-            mask
-        )  # (B, T) each row's open slots in its current block
+        where = torch.zeros_like(mask)  # (B, T) each row's open slots in its current block
         for row, i in enumerate(live):
             b0, b1, still = runs[i].open_slots(model.mask_id)
             where[row, b0:b1] = still

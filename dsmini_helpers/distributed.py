@@ -20,8 +20,6 @@ __all__ = [
     "wrap_model",
     "gather_whole",
     "save_on_main",
-    "unit_parameters",
-    "estimate_memory_sharded",
 ]
 
 
@@ -48,8 +46,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from dsmini_helpers.device import get_device
 from dsmini_helpers.masking import IGNORE_INDEX
-from dsmini_helpers.memory import dtype_bytes, estimate_memory
-from dsmini_helpers.model import DSMiniConfig, DSMiniModel, count_parameters
+from dsmini_helpers.model import DSMiniModel
 from dsmini_helpers.moe import MoE, moe_aux_loss, moe_layers
 
 STRATEGIES = ("none", "ddp", "fsdp")
@@ -232,9 +229,7 @@ class RouterTap:
                 for m in layers
             ]
         )
-        dist.all_reduce(
-            counts
-        )  # global loads and token counts, one call for all layers
+        dist.all_reduce(counts)  # global loads and token counts, one call for all layers
         total = torch.zeros((), device=dev)
         for m, c in zip(layers, counts.split([m.n_experts + 1 for m in layers])):
             experts, probs, logits = self.seen.pop(m)
@@ -281,9 +276,7 @@ def wrap_fsdp(trainer: Any) -> nn.Module:
     for m in model.modules():
         if isinstance(m, FSDPModule):
             m.set_gradient_divide_factor(1.0)  # a sum, as DDP's hook does ...
-            m.set_force_sum_reduction_for_comms(
-                True
-            )  # ... as a plain SUM (gloo has no AVG)
+            m.set_force_sum_reduction_for_comms(True)  # ... as a plain SUM (gloo has no AVG)
     sharded = dict(model.named_parameters(remove_duplicate=False))
     groups = [dict(g, params=[sharded[n] for n in g["params"]]) for g in groups]
     trainer.optimizer = type(optimizer)(groups)
@@ -335,49 +328,3 @@ def save_on_main(
     if par.active:
         dist.broadcast_object_list(result, src=0)  # the others also wait for the write
     return result[0]
-
-# notebooks/10_scaling_out.ipynb, cell 25e95b1d (chapter 10)
-def unit_parameters(config: DSMiniConfig) -> tuple[int, int]:
-    """(largest block's parameters, parameters outside the blocks): FSDP's units."""
-    with torch.device("meta"):  # shapes only
-        model = DSMiniModel(config)
-    blocks = [sum(p.numel() for p in b.parameters()) for b in model.blocks]
-    return max(blocks), sum(p.numel() for p in model.parameters()) - sum(blocks)
-
-# notebooks/10_scaling_out.ipynb, cell 10365158 (chapter 10)
-def estimate_memory_sharded(
-    config: DSMiniConfig,
-    batch_size: int,
-    seq_len: int,
-    dtype: torch.dtype = torch.float32,
-    *,
-    world_size: int = 1,
-    sharding: str = "ddp",
-    mask_rate: float = 0.3,
-) -> dict[str, float]:
-    """Per-rank peak bytes of one AdamW step, `batch_size` rows split over the ranks.
-
-    "ddp": chapter 6's terms for B / W rows. "fsdp": weights, gradients and optimizer
-    divided by W, plus `gathered`: the root unit and two blocks whole, with gradients.
-    """
-    if sharding not in ("ddp", "fsdp"):
-        raise ValueError(f"sharding must be 'ddp' or 'fsdp', got {sharding!r}")
-    if not isinstance(world_size, int) or world_size < 1 or batch_size % world_size:
-        raise ValueError(
-            f"world_size must be a positive int dividing batch_size "
-            f"{batch_size}, got {world_size!r}"
-        )
-    local = estimate_memory(
-        config, batch_size // world_size, seq_len, dtype, mask_rate=mask_rate
-    )
-    if sharding == "ddp":
-        return {**local, "gathered": 0.0}
-    block, root = unit_parameters(config)
-    b, P, W = dtype_bytes(dtype), count_parameters(config)["total"], world_size
-    copies = 4 + 4 + (b if b < 4 else 0)  # fp32 weights, their gradients, autocast copy
-    in_flight = (root + 2 * block) * copies
-    terms = dict(weights=4 * P / W, gradients=4 * P / W, optimizer=8 * P / W,
-                 activations=local["activations"], head=local["head"],
-                 gathered=in_flight)
-    step = 20 * P / W + in_flight  # AdamW's update: states + one fp32 temporary
-    return {**terms, "peak": max(sum(terms.values()), step)}

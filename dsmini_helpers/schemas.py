@@ -7,7 +7,7 @@ Exported from notebooks/09_serving.ipynb; each definition names its notebook cel
 __all__ = [
     "LIMITS",
     "is_blank",
-    "clean_text",
+    "check_user_text",
     "Text",
     "Strict",
     "GenerateRequest",
@@ -52,7 +52,7 @@ def is_blank(value: str) -> bool:
     return all(c.isspace() or unicodedata.category(c) in ("Cc", "Cf") for c in value)
 
 
-def clean_text(value: str) -> str:
+def check_user_text(value: str) -> str:
     """Reject blank text and lone UTF-16 surrogates (no tokenizer takes them)."""
     if is_blank(value):
         raise ValueError("must not be empty or only whitespace/invisible characters")
@@ -104,15 +104,13 @@ class GenerateRequest(Strict):
         None, ge=0, le=2**32 - 1, description="Makes sampling repeatable."
     )
 
-    _clean = field_validator("prompt")(clean_text)
+    _clean = field_validator("prompt")(check_user_text)
 
     @model_validator(mode="after")
     def _steps_cover_blocks(self) -> "GenerateRequest":
         if self.block_length is not None and self.steps is not None:
             blocks = math.ceil(self.max_new_tokens / self.block_length)
-            if (
-                self.steps < blocks
-            ):  # each block needs a step: say so, do not run more silently
+            if self.steps < blocks:  # each block needs a step: say so, do not run more silently
                 raise ValueError(
                     f"steps ({self.steps}) must be at least the number of blocks "
                     f"({blocks} of {self.block_length} tokens)"
@@ -137,7 +135,7 @@ class PredictRequest(Strict):
     @field_validator("text")
     @classmethod
     def _has_mask(cls, value: str) -> str:
-        value = clean_text(value)
+        value = check_user_text(value)
         if "[MASK]" not in value:
             raise ValueError(
                 "must contain at least one [MASK], e.g. 'Paris is the [MASK].'"
@@ -167,7 +165,7 @@ class EmbedRequest(Strict):
     def _clean_all(cls, values: list[str]) -> list[str]:
         for i, v in enumerate(values):
             try:
-                clean_text(v)
+                check_user_text(v)
             except ValueError as e:
                 raise ValueError(f"text {i} {e}") from None
         return values
@@ -183,7 +181,7 @@ class SummarizeRequest(Strict):
     text: str = Field(min_length=1, max_length=LIMITS["max_summary_chars"])
     num_sentences: int = Field(3, ge=1, le=20)
 
-    _clean = field_validator("text")(clean_text)
+    _clean = field_validator("text")(check_user_text)
 
 
 class SummarizeResponse(BaseModel):

@@ -110,9 +110,7 @@ def load_model(
         return None, f"no checkpoint for profile {get_profile().name!r}. {TRAIN_HINT}"
     try:
         return Model.load(path), None
-    except (
-        Exception
-    ) as e:  # a broken folder must not stop the server from answering /health
+    except Exception as e:  # a broken folder must not stop the server from answering /health
         return None, f"could not load {path}: {type(e).__name__}: {e}. {TRAIN_HINT}"
 
 # notebooks/09_serving.ipynb, cell 79822dfd (chapter 9)

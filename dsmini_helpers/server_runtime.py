@@ -222,14 +222,10 @@ class RequestGuard:
         try:
             refusal = self.refusal(scope["method"], headers)
             await (refusal or self.call_limited)(scope, receive, send_with_id)
-        except (
-            BodyTooLarge
-        ):  # raised outside FastAPI's body parsing, which answers it itself
+        except BodyTooLarge:  # raised outside FastAPI's body parsing, which answers it itself
             if not status[0]:
                 await self.too_big()(scope, receive, send_with_id)
-        except (
-            Exception
-        ) as exc:  # a bug: details to the log, a request id to the client
+        except Exception as exc:  # a bug: details to the log, a request id to the client
             log.error("unexpected %s: %s", type(exc).__name__, exc, exc_info=exc)
             if not status[0]:
                 await SafeJSONResponse(
