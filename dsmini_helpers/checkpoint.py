@@ -87,7 +87,7 @@ def rng_state(generator: torch.Generator) -> dict[str, Tensor]:
         tensors["rng.cuda"] = torch.cuda.get_rng_state()
     return tensors
 
-
+# notebooks/07_pretraining.ipynb, cell db6c0c70-s1 (chapter 7)
 def set_rng_state(generator: torch.Generator, tensors: dict[str, Tensor]) -> None:
     """Inverse of `rng_state`."""
     torch.set_rng_state(tensors["rng.torch"])
@@ -185,7 +185,7 @@ def latest_checkpoint(root: str | Path) -> Path | None:
     found = list_checkpoints(root)
     return found[-1] if found else None
 
-
+# notebooks/07_pretraining.ipynb, cell feff9d87-s1 (chapter 7)
 def prune_checkpoints(root: str | Path, keep_last: int) -> None:
     """Delete all but the `keep_last` newest checkpoints under `root` (keep all if keep_last <= 0)."""
     for old in list_checkpoints(root)[:-keep_last] if keep_last > 0 else []:

@@ -90,7 +90,7 @@ class Generation:
     def new_ids(self) -> Tensor:
         return self.ids[:, self.start:self.start + self.commit_step.size(1)]  # (B, L)
 
-
+# notebooks/08_inference.ipynb, cell b17b2f95-s1 (chapter 8)
 def diffusion_generate(logits_fn: LogitsFn, prompt: Tensor, max_new_tokens: int, steps: int, *, mask_id: int,
                        block_length: int | None = None, temperature: float = 0.0, top_k: int | None = None,
                        remasking: str = "low_confidence", suffix: Tensor | None = None,

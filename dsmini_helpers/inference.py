@@ -179,7 +179,7 @@ def top_sentences(scores: Tensor, k: int) -> list[int]:
 # notebooks/08_inference.ipynb, cell b856b84d (chapter 8)
 from dsmini_helpers.generation import diffusion_generate  # noqa: E402
 
-
+# notebooks/08_inference.ipynb, cell b856b84d-s1 (chapter 8)
 class Model:
     """A loaded checkpoint that answers fill-mask, embed, generate and summarize requests.
 

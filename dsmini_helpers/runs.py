@@ -54,7 +54,7 @@ def find_checkpoint(profile_name: str | None = None, variant: str = "default") -
     kind, key, _ = run_artefact(profile_name, variant)
     return latest_checkpoint(artefact_dir(kind, key))
 
-
+# notebooks/07_pretraining.ipynb, cell 8f5855dd-s1 (chapter 7)
 def get_checkpoint(profile_name: str | None = None, variant: str = "default") -> Path:
     """The latest checkpoint of the profile's run, training it first if missing (once, under a lock).
 
