@@ -148,6 +148,8 @@ class RotaryEmbedding(nn.Module):
 
     def forward(self, positions: int | Tensor, dtype: torch.dtype = torch.float32) -> tuple[Tensor, Tensor]:
         """cos, sin of shape (T, head_dim) for `positions` (an int T means 0..T-1, or a 1-D tensor of positions)."""
+        if isinstance(positions, int) and torch.compiler.is_compiling():
+            positions = torch.arange(positions, device=self.inv_freq.device)  # the compiler fuses it instead
         if isinstance(positions, int):
             key = (positions, dtype, self.inv_freq.device, torch.is_inference_mode_enabled())
             if key != self._table_key:
