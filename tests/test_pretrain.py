@@ -435,10 +435,15 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path, data):
 
 
 def test_torch_compile_option_trains_like_eager(tmp_path, data):
-    """compile=True runs the same loop through torch.compile (dense model: the MoE dispatch splits the graph)."""
+    """compile=True runs the same loop through torch.compile (dense model: the MoE dispatch splits the graph).
+
+    AOTAutograd's on-disk cache is off here: saving an entry once crashed the interpreter (a segfault while
+    pickling it, torch 2.13, in the full suite only); what is tested is the training loop, not that cache.
+    """
     same = dict(max_steps=3, eval_every=3, model_overrides={"moe_layers": ()})
     eager = run(tiny(**same), tmp_path / "eager", data)
-    compiled = run(tiny(compile=True, **same), tmp_path / "compiled", data)
+    with torch._functorch.config.patch(enable_autograd_cache=False):
+        compiled = run(tiny(compile=True, **same), tmp_path / "compiled", data)
     for a, b in zip(eager.records("train"), compiled.records("train"), strict=True):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
     assert checkpoint.verify_checkpoint(compiled.checkpoint)
