@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     py = sys.executable
     results: dict = {}
     missing = missing_modules()
-    if missing and WHEELS.is_dir():
+    if missing and WHEELS.is_dir() and not args.dry_run:  # a rehearsal leaves the environment as it is
         run_step("install", [py, "-m", "pip", "install", "--no-index", "--find-links", str(WHEELS), *missing],
                  180, dict(os.environ), results)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
