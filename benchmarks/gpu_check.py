@@ -3,6 +3,7 @@
 In order, each step with its own time limit, stopping early when the budget runs out:
 
 1. install what the GPU machine lacks from wheels carried along in `.whl/gpu` (`make gpu-wheels` makes them);
+   the corpus, tokenizer and token arrays come from `_build/ci-data` (`make test` builds it), carried along too;
 2. `pytest -m gpu` (flex vs the float64 oracle, a bf16 step, seeded generation, chapter 8's tasks on CUDA);
 3. the 8 GB promise: `benchmarks/gpu_memory.py` trains the `gpu` profile under an emulated 8 GB card;
 4. `benchmarks/bench_training.py` on CUDA (ours vs Hugging Face BERT and ModernBERT, bf16);
@@ -95,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     if missing and WHEELS.is_dir() and not args.dry_run:  # a rehearsal leaves the environment as it is
         run_step("install", [py, "-m", "pip", "install", "--no-index", "--find-links", str(WHEELS), *missing],
                  180, dict(os.environ), results)
+    carried = ROOT / "_build" / "ci-data"  # corpus, tokenizer, token arrays built here: the GPU machine has no sources
+    if carried.is_dir():
+        os.environ.setdefault("DSMINI_DATA_DIR", str(carried))
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
            "HF_HUB_OFFLINE": "1", "DSMINI_DATA": "offline", "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
     if args.dry_run:
