@@ -3,7 +3,8 @@
 In order, each step with its own time limit, stopping early when the budget runs out:
 
 1. install what the GPU machine lacks from wheels carried along in `.whl/gpu` (`make gpu-wheels` makes them);
-   the corpus, tokenizer and token arrays come from `_build/ci-data` (`make test` builds it), carried along too;
+   the corpus, tokenizer and token arrays come from `_build/ci-data` (`make test` builds it): carry its
+   `processed`, `vocab` and `tokens` folders (13 MB), not the checkpoints;
 2. `pytest -m gpu` (flex vs the float64 oracle, a bf16 step, seeded generation, chapter 8's tasks on CUDA);
 3. the 8 GB promise: `benchmarks/gpu_memory.py` trains the `gpu` profile under an emulated 8 GB card;
 4. `benchmarks/bench_training.py` on CUDA (ours vs Hugging Face BERT and ModernBERT, bf16);
