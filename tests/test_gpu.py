@@ -9,6 +9,7 @@ import dataclasses
 import pytest
 import torch
 
+from dsmini_helpers.constants import IGNORE_INDEX, MASK_ID
 from dsmini_helpers.flex_attention import flex_sliding_window_attention
 from dsmini_helpers.generation import diffusion_generate
 from dsmini_helpers.model import DSMiniModel, config_for_profile
@@ -56,8 +57,8 @@ def test_a_bf16_training_step_learns_on_cuda(balance):
     model = DSMiniModel(config).to(CUDA).train()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, fused=True)
     ids = torch.randint(5, config.vocab_size, (8, 64), device=CUDA)  # (B, T)
-    labels = torch.where(torch.rand(8, 64, device=CUDA) < 0.3, ids, torch.full_like(ids, -100))
-    inputs = torch.where(labels != -100, torch.full_like(ids, 4), ids)  # the masked positions read [MASK]
+    labels = torch.where(torch.rand(8, 64, device=CUDA) < 0.3, ids, torch.full_like(ids, IGNORE_INDEX))
+    inputs = torch.where(labels != IGNORE_INDEX, torch.full_like(ids, MASK_ID), ids)  # the masked positions read [MASK]
     losses = []
     for _ in range(20):  # the same batch: the loss must fall
         with torch.autocast("cuda", dtype=torch.bfloat16):
@@ -79,7 +80,7 @@ def test_seeded_generation_repeats_on_cuda():
 
     def run(seed: int):
         with torch.inference_mode():
-            return diffusion_generate(lambda x: model(x).logits, prompt, 12, 6, mask_id=4, temperature=1.0,
+            return diffusion_generate(lambda x: model(x).logits, prompt, 12, 6, mask_id=MASK_ID, temperature=1.0,
                                       top_k=50, remasking="random", seed=seed)
 
     a, b, c = run(7), run(7), run(8)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from dsmini_helpers.constants import IGNORE_INDEX
 from dsmini_helpers.model import DSMiniModel, config_for_profile
 from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
 
@@ -63,7 +64,7 @@ def _step_syncs(balance: str) -> list[str]:
     model = DSMiniModel(config).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     ids = torch.randint(5, config.vocab_size, (4, 64))  # (B, T)
-    labels = torch.where(torch.rand(4, 64) < 0.3, ids, torch.full_like(ids, -100))  # (B, T)
+    labels = torch.where(torch.rand(4, 64) < 0.3, ids, torch.full_like(ids, IGNORE_INDEX))  # (B, T)
     with SyncCounter() as counter:
         out = model(ids, None, labels)
         (out.loss + moe_aux_loss(model)).backward()
