@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import subprocess
 import sys
@@ -31,6 +30,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import write_json  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "results" / "gpu"
 DRY_OUT = ROOT / "_build" / "gpu-check-dry-run"
 WHEELS = ROOT / ".whl" / "gpu"
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                "steps": {k: {kk: v[kk] for kk in ("cmd", "rc", "wall_s")} for k, v in results.items()},
                "not_run": {"nbmake gpu profile, chapters 7-9": "need the 20k-step gpu checkpoint; chapter 7's time "
                                                                "comes from memory.json's tokens/s"}}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(out / "summary.json", summary)
     failed = [k for k, v in results.items() if v["rc"] != 0]
     print(f"gpu-check: {len(results) - len(failed)} passed, {len(failed)} failed")
     return 1 if failed else 0

@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # before CUDA initialises
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     profile = get_profile("ci" if args.dry_run else "gpu")
     steps = 3 if args.dry_run else args.steps
-    full_steps = TrainConfig.for_profile(profile.name).max_steps
-    cfg = TrainConfig.for_profile(profile.name, max_steps=steps, eval_every=steps, save_every=0,
-                                  warmup_steps=min(steps, TrainConfig.for_profile(profile.name).warmup_steps))
+    full = TrainConfig.for_profile(profile.name)  # the profile's real run, read once
+    full_steps = full.max_steps
+    cfg = replace(full, max_steps=steps, eval_every=steps, save_every=0, warmup_steps=min(steps, full.warmup_steps))
     fraction = cap_memory(device, CARD_GIB) if device.type == "cuda" else None
     if args.snapshot and device.type == "cuda":
         torch.cuda.memory._record_memory_history(max_entries=200_000)
