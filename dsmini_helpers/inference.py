@@ -9,6 +9,10 @@ __all__ = [
     "glue_masks",
     "top_candidates",
     "fill_mask_candidates",
+    "PROBES_FILE",
+    "load_probes",
+    "score_probes",
+    "probe_summary",
     "mean_pool",
     "cls_pool",
     "l2_normalize",
@@ -79,6 +83,62 @@ def fill_mask_candidates(logits: Tensor, ids: Tensor, mask_id: int, top_k: int =
     positions = (ids == mask_id).nonzero().flatten().tolist()
     top_ids, probs = top_candidates(logits[positions], top_k, banned_ids)  # (N, k), (N, k)
     return [(pos, top_ids[j], probs[j]) for j, pos in enumerate(positions)]
+
+# notebooks/08_inference.ipynb, cell probes-load (chapter 8)
+import json
+
+from dsmini_helpers.cache import REPO_ROOT
+from dsmini_helpers.constants import SPECIAL_IDS
+
+PROBES_FILE = REPO_ROOT / "experiments" / "probes.json"
+
+
+def load_probes(path: str | Path = PROBES_FILE) -> list[dict[str, Any]]:
+    """The fill-mask probe set: dicts with `kind`, `text` (exactly one [MASK]) and `answers` (words)."""
+    probes = json.loads(Path(path).read_text(encoding="utf-8"))["probes"]
+    bad = [p["text"] for p in probes if p["text"].count("[MASK]") != 1 or not p["answers"]]
+    if bad:
+        raise ValueError(f"each probe needs exactly one [MASK] and an answer; these do not: {bad}")
+    return probes
+
+
+@torch.inference_mode()
+def score_probes(net: torch.nn.Module, tokenizer: Any, probes: Sequence[dict[str, Any]],
+                 top_k: int = 5) -> list[dict[str, Any]]:
+    """Each probe with the model's top_k guesses and `rank`, the place of the first right one (None: none).
+
+    `scorable` is False when no answer is a single token after a space (" Paris").
+    """
+    device = next(net.parameters()).device
+    cls_id, sep_id, mask_id = (tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[MASK]"))
+    rows = []
+    for probe in probes:
+        pieces = [tokenizer.encode(" " + a, add_special_tokens=False).ids for a in probe["answers"]]
+        right = {ids[0] for ids in pieces if len(ids) == 1}
+        text_ids = tokenizer.encode(glue_masks(probe["text"], tokenizer), add_special_tokens=False).ids
+        ids = torch.tensor([cls_id, *text_ids, sep_id], device=device)  # (T,)
+        logits = net(ids[None]).logits[0].float().cpu()  # (T, V)
+        [(_, top, probs)] = fill_mask_candidates(logits, ids.cpu(), mask_id, top_k, SPECIAL_IDS)
+        hits = [j + 1 for j, i in enumerate(top.tolist()) if i in right]
+        rows.append({**probe, "guess_ids": top.tolist(),
+                     "guesses": [tokenizer.decode([i]).strip() for i in top.tolist()],
+                     "top_probability": float(probs[0]), "scorable": bool(right),
+                     "rank": hits[0] if hits else None})
+    return rows
+
+# notebooks/08_inference.ipynb, cell probes-summary (chapter 8)
+def probe_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy over the scorable probes, overall and per kind."""
+    def rates(group: list[dict[str, Any]]) -> dict[str, float]:
+        n = len(group)
+        return {"probes": n,
+                "top1": sum(r["rank"] == 1 for r in group) / n if n else float("nan"),
+                "top5": sum(r["rank"] is not None and r["rank"] <= 5 for r in group) / n if n else float("nan")}
+
+    scored = [r for r in rows if r["scorable"]]
+    kinds = sorted({r["kind"] for r in scored})
+    return {**rates(scored), "unscorable": len(rows) - len(scored),
+            "by_kind": {k: rates([r for r in scored if r["kind"] == k]) for k in kinds}}
 
 # notebooks/08_inference.ipynb, cell 6953a93e (chapter 8)
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:

@@ -50,7 +50,7 @@ from dsmini_helpers.checkpoint import (
 from dsmini_helpers.constants import IGNORE_INDEX
 from dsmini_helpers.device import get_device, seed_everything
 from dsmini_helpers.distributed import Parallel
-from dsmini_helpers.evaluation import evaluate
+from dsmini_helpers.evaluation import evaluate, frequency_bands, word_classes
 from dsmini_helpers.masking import OBJECTIVES, check_rate, mask_batch
 from dsmini_helpers.metrics import MetricsLog, PendingSteps, Throughput
 from dsmini_helpers.model import DSMiniConfig, DSMiniModel, config_for_profile
@@ -309,6 +309,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
     valid_set = make_valid_set(arrays["valid"], vocab_size, n_batches=cfg.eval_batches,
                                batch_size=cfg.batch_size, seq_len=cfg.seq_len,
                                rate=cfg.mask_rate)
+    groups = {"band": frequency_bands(arrays["train"], vocab_size), "word_class": word_classes(tokenizer)}
     trainer = Trainer.create(cfg, device, vocab_size, parallel)
     par = trainer.parallel
     start, history = (0, []) if resume_from is None else resume(trainer, resume_from)
@@ -336,7 +337,7 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
             log.write({**record, "tokens_per_s": clock.rate, "world_size": par.world_size})
             bar.set_postfix(loss=f"{record['loss']:.3f}")
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
-            metrics = evaluate(trainer.model, valid_set, device, trainer.dtype)
+            metrics = evaluate(trainer.model, valid_set, device, trainer.dtype, groups)
             log.write({"kind": "eval", "step": done, **metrics})
         if is_save_point(cfg, done):
             checkpoint = save(trainer, out_dir, done, log.history, tokenizer)
