@@ -343,9 +343,8 @@ def test_killed_mid_write_leaves_previous_loadable(trained, tmp_path, mode):
 
 
 def test_nan_guard_stops_with_a_clear_message(tmp_path, monkeypatch, data):
-    from dsmini_helpers import distributed  # the step takes its auxiliary loss through Parallel (chapter 10)
-
-    monkeypatch.setattr(distributed, "moe_aux_loss", lambda model: torch.tensor(float("nan")))
+    # the step takes its auxiliary loss through the one-process hook, OneProcess.aux_loss
+    monkeypatch.setattr(training, "moe_aux_loss", lambda model: torch.tensor(float("nan")))
     with pytest.raises(FloatingPointError, match="diverged"):
         run(tiny(), tmp_path / "nan", data)
 
