@@ -19,6 +19,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -27,6 +29,7 @@ from benchmarks.common import write_json  # noqa: E402
 from dsmini_helpers.batches import get_token_arrays, make_valid_set  # noqa: E402
 from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
 from dsmini_helpers.evaluation import evaluate  # noqa: E402
+from dsmini_helpers.moe import moe_stats  # noqa: E402
 from dsmini_helpers.tokenizer import get_tokenizer  # noqa: E402
 from dsmini_helpers.train import TrainConfig, train  # noqa: E402
 
@@ -51,7 +54,25 @@ VARIANTS: dict[str, dict] = {
     "lr3e-3-b8": {"lr": 3e-3, "batch_size": 8},
     "lr2e-3-mask0.4": {"lr": 2e-3, "mask_rate": 0.4},
     "lr2e-3-var0.1": {"lr": 2e-3, "variable_mix": 0.1},
+    "lr2e-3-bias": {"lr": 2e-3, "model_overrides": {"balance": "bias"}},
+    "lr2e-3-aux": {"lr": 2e-3, "model_overrides": {"balance": "aux"}},
+    "lr2e-3-b32": {"lr": 2e-3, "batch_size": 32},
+    "lr2e-3-d192": {"lr": 2e-3, "model_overrides": {"d_model": 192, "n_heads": 3, "d_hidden": 384}},
+    "lr2e-3-3layers": {"lr": 2e-3, "model_overrides": {"n_layers": 3, "moe_layers": (1,)}},
 }
+
+
+@torch.no_grad()
+def expert_imbalance(model, valid_set: list, device) -> float:
+    """The busiest expert's share of tokens over the mean share, worst MoE layer, on the valid inputs (1 = even)."""
+    loads = None
+    for inputs, _ in valid_set:
+        model(inputs.to(device))
+        counts = torch.tensor([s["tokens_per_expert"] for s in moe_stats(model)], dtype=torch.float64)
+        loads = counts if loads is None else loads + counts
+    if loads is None or loads.numel() == 0:
+        return float("nan")
+    return float((loads.max(1).values / loads.mean(1)).max())
 
 
 def score_variant(name: str, overrides: dict, tokens: int, seconds: float | None, arrays: dict, tok,
@@ -75,6 +96,7 @@ def score_variant(name: str, overrides: dict, tokens: int, seconds: float | None
         wall = time.perf_counter() - t0
     metrics = evaluate(res.model, valid_set, device)
     return {"variant": name, "overrides": overrides, "steps": steps, "wall_s": round(wall, 1),
+            "max_load_ratio": round(expert_imbalance(res.model, valid_set, device), 3),
             "tokens_per_s": round(res.records("train")[-1]["tokens_per_s"]),
             "params": sum(p.numel() for p in res.model.parameters()),
             "valid_loss": metrics["valid_loss"], "valid_accuracy": metrics["valid_accuracy"]}
@@ -98,13 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     valid_set = make_valid_set(arrays["valid"], tok.get_vocab_size(), n_batches=1 if args.quick else 24,
                                batch_size=16, seq_len=128, rate=0.3)
     rows = []
-    print(f"{'variant':16}{'steps':>7}{'wall s':>8}{'tok/s':>8}{'params':>11}{'valid loss':>12}{'acc %':>8}")
+    print(f"{'variant':16}{'steps':>7}{'wall s':>8}{'tok/s':>8}{'params':>11}{'valid loss':>12}{'acc %':>8}"
+          f"{'max load':>10}")
     for name in names:
         row = score_variant(name, VARIANTS[name], tokens, None if args.quick else args.seconds, arrays, tok,
                             valid_set, device)
         rows.append(row)
         print(f"{name:16}{row['steps']:>7}{row['wall_s']:>8}{row['tokens_per_s']:>8}{row['params']:>11,}"
-              f"{row['valid_loss']:>12.3f}{100 * row['valid_accuracy']:>8.1f}", flush=True)
+              f"{row['valid_loss']:>12.3f}{100 * row['valid_accuracy']:>8.1f}{row['max_load_ratio']:>10.2f}",
+              flush=True)
     if not args.quick:
         old = json.loads(args.json.read_text())["rows"] if args.json.exists() else []
         done = {(r["variant"], r["steps"]) for r in rows}
