@@ -65,6 +65,7 @@ MODULE_DOCS: dict[str, str] = {
     "pretrain": "Chapter 7: the command line, `python -m dsmini_helpers.pretrain --config ...`.",
     "generation": "Chapter 8: text from a masked LM by iterative unmasking (low-confidence remasking).",
     "inference": "Chapter 8: fill-mask, embeddings, summaries and the Model object that serves them.",
+    "inspection": "Chapter 8: inside a trained model: attention weights and expert routing, captured by hooks.",
     "schemas": "Chapter 9: the API's contract: strict request and response models with limits.",
     "admission": "Chapter 9: admission control: bounded lanes, 429 with Retry-After, deadlines, cancellation.",
     "batching": "Chapter 9: requests that arrive together share a forward pass, within a token budget.",
