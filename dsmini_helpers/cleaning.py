@@ -231,15 +231,18 @@ def brown_sentence(tagged: str) -> str:
 _OSIS_DROP = re.compile(r"<(note|title)\b[^>]*>.*?</\1>", re.DOTALL)  # footnotes and headings
 _OSIS_BREAK = re.compile(r"<div\b[^>]*\beID=[^>]*/>|<l\b[^>]*\beID=[^>]*/>|</l>|<lb\b[^>]*/>")  # paragraph ends
 _ANY_TAG = re.compile(r"<[^<>]+>")
+_SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?])")
 
 
 def osis_text(markup: str) -> str:
     """OSIS XML, the SWORD Bible format, as plain paragraphs: notes and headings dropped, word tags unwrapped.
 
-    `'<w lemma="strong:H0430">God</w> <w>said</w>.<note>1:3 fn</note><div eID="p1" type="x-p"/>'` -> `"God said."`
+    `'<w>God</w><note>1:3 fn</note><w>said</w>.<div eID="p1" type="x-p"/>'` -> `"God said."`: a note
+    often sits between two words with no space around it, so it becomes a space.
     """
-    text = _OSIS_BREAK.sub("\n\n", _OSIS_DROP.sub("", markup))
-    return "\n".join(paragraphs(html.unescape(_ANY_TAG.sub("", text))))
+    text = _OSIS_BREAK.sub("\n\n", _OSIS_DROP.sub(" ", markup))
+    text = html.unescape(_ANY_TAG.sub("", text))
+    return "\n".join(_SPACE_BEFORE_PUNCT.sub(r"\1", p) for p in paragraphs(text))
 
 # notebooks/01_data.ipynb, cell reg-works (chapter 1)
 def work_key(title: str) -> str:

