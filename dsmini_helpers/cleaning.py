@@ -186,31 +186,41 @@ def deduplicate(docs: Iterable[dict]) -> tuple[list[dict], int]:
     return kept, removed
 
 # notebooks/01_data.ipynb, cell reg-gutenberg (chapter 1)
-# Books, speeches and tagged corpora: the cleaning each registry source needs (section "More English text")
+# Books, speeches and tagged corpora: the cleaning each registry source needs
 import html  # noqa: E402
 
-_GUTENBERG_START = re.compile(r"\*\*\*\s*START OF (?:THE|THIS) PROJECT GUTENBERG[^*]*\*\*\*", re.IGNORECASE)
-_GUTENBERG_END = re.compile(r"End of (?:the )?Project Gutenberg|\*\*\*\s*END OF (?:THE|THIS) PROJECT GUTENBERG",
-                            re.IGNORECASE)
+_GUTENBERG_START = re.compile(
+    r"\*\*\*\s*START OF (?:THE|THIS) PROJECT GUTENBERG[^*]*\*\*\*", re.IGNORECASE
+)
+_GUTENBERG_END = re.compile(
+    r"End of (?:the )?Project Gutenberg|\*\*\*\s*END OF (?:THE|THIS) PROJECT GUTENBERG",
+    re.IGNORECASE,
+)
 
 
 def gutenberg_body(text: str) -> str:
-    """The book without Project Gutenberg's licence header and footer (each kept when absent)."""
+    """The book without Project Gutenberg's licence header and footer (if there)."""
     start = _GUTENBERG_START.search(text)
     if start:
-        text = text[start.end():]
+        text = text[start.end() :]
     end = _GUTENBERG_END.search(text)
-    return text[:end.start()] if end else text
+    return text[: end.start()] if end else text
 
 
 def paragraphs(text: str) -> list[str]:
-    """Blank-line separated blocks, each reflowed onto one line: `"a\\nb\\n\\nc"` -> `["a b", "c"]`."""
+    """Blank-line separated blocks, each joined onto one line.
+
+    `"a\\nb\\n\\nc"` -> `["a b", "c"]`.
+    """
     blocks = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n"))
     return [" ".join(block.split()) for block in blocks if block.strip()]
 
 # notebooks/01_data.ipynb, cell reg-brown (chapter 1)
 _DETOKENIZE = [
-    (re.compile(r"``\s*"), '"'),  # Brown writes opening quotes as `` and closing ones as ''
+    (
+        re.compile(r"``\s*"),
+        '"',
+    ),  # Brown writes opening quotes as `` and closing ones as ''
     (re.compile(r"\s*''"), '"'),
     (re.compile(r" ([,.;:?!%)\]])"), r"\1"),  # no space before closing punctuation
     (re.compile(r"([(\[$]) "), r"\1"),  # nor after opening brackets
@@ -218,9 +228,10 @@ _DETOKENIZE = [
 
 
 def brown_sentence(tagged: str) -> str:
-    """A POS-tagged Brown sentence as plain text: `"The/at jury/nn said/vbd ./."` -> `"The jury said."`.
+    """A POS-tagged Brown sentence as plain text.
 
-    A token is `word/TAG`; the word may hold a slash itself (`1/2/cd`), so we split at the last one.
+    `"The/at jury/nn said/vbd ./."` -> `"The jury said."`. A token is `word/TAG`; the
+    word may hold a slash itself (`1/2/cd`), so we split at the last one.
     """
     text = " ".join(token.rsplit("/", 1)[0] for token in tagged.split())
     for pattern, repl in _DETOKENIZE:
@@ -228,16 +239,21 @@ def brown_sentence(tagged: str) -> str:
     return text
 
 # notebooks/01_data.ipynb, cell reg-osis (chapter 1)
-_OSIS_DROP = re.compile(r"<(note|title)\b[^>]*>.*?</\1>", re.DOTALL)  # footnotes and headings
-_OSIS_BREAK = re.compile(r"<div\b[^>]*\beID=[^>]*/>|<l\b[^>]*\beID=[^>]*/>|</l>|<lb\b[^>]*/>")  # paragraph ends
+_OSIS_DROP = re.compile(
+    r"<(note|title)\b[^>]*>.*?</\1>", re.DOTALL
+)  # footnotes and headings
+_OSIS_BREAK = re.compile(
+    r"<div\b[^>]*\beID=[^>]*/>|<l\b[^>]*\beID=[^>]*/>|</l>|<lb\b[^>]*/>"
+)  # paragraph ends
 _ANY_TAG = re.compile(r"<[^<>]+>")
 _SPACE_BEFORE_PUNCT = re.compile(r" +([,.;:!?])")
 
 
 def osis_text(markup: str) -> str:
-    """OSIS XML, the SWORD Bible format, as plain paragraphs: notes and headings dropped, word tags unwrapped.
+    """OSIS XML, the SWORD Bible format, as plain paragraphs.
 
-    `'<w>God</w><note>1:3 fn</note><w>said</w>.<div eID="p1" type="x-p"/>'` -> `"God said."`: a note
+    Notes and headings are dropped, word tags unwrapped:
+    `'<w>God</w><note>fn</note><w>said</w>.<div eID="p1"/>'` -> `"God said."`. A note
     often sits between two words with no space around it, so it becomes a space.
     """
     text = _OSIS_BREAK.sub("\n\n", _OSIS_DROP.sub(" ", markup))
@@ -248,7 +264,8 @@ def osis_text(markup: str) -> str:
 def work_key(title: str) -> str:
     """A title reduced so that editions of one work compare equal.
 
-    `"The Tragedie of Hamlet"` -> `"hamlet"`, `"MOBY DICK; OR THE WHALE"` -> `"mobydick"`.
+    `"The Tragedie of Hamlet"` -> `"hamlet"`,
+    `"MOBY DICK; OR THE WHALE"` -> `"mobydick"`.
     """
     t = unicodedata.normalize("NFKD", title).casefold()
     t = re.split(r";| or ", t)[0]  # drop the subtitle
@@ -257,11 +274,11 @@ def work_key(title: str) -> str:
 
 
 def drop_repeated_works(works: Iterable[dict]) -> tuple[list[dict], list[dict]]:
-    """Keep the first copy of each work that another source also holds (by `work_key(work["title"])`).
+    """Keep the first copy of each work that another source also holds (by `work_key`).
 
-    Returns (kept, removed); each removed entry says `{"source", "title", "kept"}`: which copy won.
-    Sources earlier in the list win; works of one source never replace each other (two addresses of a
-    year share a title).
+    Returns (kept, removed); a removed entry says `{"source", "title", "kept"}`:
+    which copy won. Earlier sources win; works of one source never replace each other
+    (two addresses of one year share a title).
     """
     first: dict[str, dict] = {}
     kept, removed = [], []
@@ -269,8 +286,13 @@ def drop_repeated_works(works: Iterable[dict]) -> tuple[list[dict], list[dict]]:
         key = work_key(work["title"])
         first.setdefault(key, work)
         if first[key]["source"] != work["source"]:
-            removed.append({"source": work["source"], "title": work["title"],
-                            "kept": f"{first[key]['source']}: {first[key]['title']}"})
+            removed.append(
+                {
+                    "source": work["source"],
+                    "title": work["title"],
+                    "kept": f"{first[key]['source']}: {first[key]['title']}",
+                }
+            )
         else:
             kept.append(work)
     return kept, removed
@@ -280,7 +302,7 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 
 def _pieces(paragraph: str, max_words: int) -> list[str]:
-    """A paragraph longer than `max_words`, cut at sentence ends (at word counts when a sentence is longer)."""
+    """A paragraph longer than `max_words`, cut at sentence ends (or at word counts)."""
     words = paragraph.split()
     if len(words) <= max_words:
         return [paragraph]
@@ -298,9 +320,10 @@ def _pieces(paragraph: str, max_words: int) -> list[str]:
 
 
 def chunk_paragraphs(paras: list[str], max_words: int) -> list[str]:
-    """Consecutive paragraphs packed into documents of at most `max_words` words, one paragraph a line.
+    """Consecutive paragraphs packed into documents of at most `max_words` words.
 
-    A book becomes many documents, so the split by document id spreads it over train and validation.
+    One paragraph a line. A book becomes many documents, so the split by document id
+    spreads it over train and validation.
     """
     chunks, current, n = [], [], 0
     for para in paras:

