@@ -9,6 +9,7 @@ __all__ = [
     "TOKENS_VERSION",
     "tokenizer_fingerprint",
     "get_token_arrays",
+    "get_source_valid_arrays",
     "check_token_range",
     "random_windows",
     "fixed_windows",
@@ -29,7 +30,7 @@ from tokenizers import Tokenizer
 from torch import Tensor
 
 from dsmini_helpers.cache import artefact_key, get_artefact
-from dsmini_helpers.data import get_corpus_dir, load_texts
+from dsmini_helpers.data import get_corpus_dir, load_texts, source_valid_names
 from dsmini_helpers.masking import bert_mask
 from dsmini_helpers.tokenizer import get_tokenizer
 
@@ -48,7 +49,7 @@ def tokenize_texts(tokenizer: Any, texts: Sequence[str]) -> np.ndarray:
     return np.concatenate(chunks) if chunks else np.zeros(0, dtype=dtype)
 
 # notebooks/07_pretraining.ipynb, cell 5fec2fe4 (chapter 7)
-TOKENS_VERSION = 1  # bump when tokenize_texts changes: the token arrays' key includes it
+TOKENS_VERSION = 2  # bump when tokenize_texts changes: the token arrays' key includes it
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> str:
@@ -56,9 +57,16 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(tokenizer.to_str().encode("utf-8")).hexdigest()[:16]
 
 
+def _token_file(split: str) -> str:
+    return split.replace(":", "-") + ".bin"  # "valid:sotu" -> valid-sotu.bin (no ":" in file names)
+
+
 def get_token_arrays(tokenizer: Any = None,
                      splits: Sequence[str] = ("train", "valid")) -> dict[str, np.ndarray]:
     """{split: read-only memory-mapped ids}: the corpus tokenized once, data/tokens/<key>/.
+
+    A split is "train", "valid" (Wikipedia: the headline set) or "valid:<source>" (see
+    `get_source_valid_arrays`).
 
     The key hashes the corpus artefact's key and the tokenizer, not the texts: finding the
     arrays of a tokenized corpus reads no text.
@@ -73,15 +81,22 @@ def get_token_arrays(tokenizer: Any = None,
         for s in splits:
             texts = load_texts(s)
             ids = tokenize_texts(tokenizer, texts)
-            ids.tofile(folder / f"{s}.bin")
+            ids.tofile(folder / _token_file(s))
             meta["splits"][s] = {"tokens": int(len(ids)), "documents": len(texts),
                                  "dtype": str(ids.dtype)}
         (folder / "meta.json").write_text(json.dumps(meta, indent=1))
 
     folder = get_artefact("tokens", key, build, inputs={"splits": list(splits), "upstream": upstream})
     meta = json.loads((folder / "meta.json").read_text())["splits"]
-    return {s: np.memmap(folder / f"{s}.bin", dtype=meta[s]["dtype"], mode="r",
+    return {s: np.memmap(folder / _token_file(s), dtype=meta[s]["dtype"], mode="r",
                          shape=(meta[s]["tokens"],)) for s in splits}
+
+
+def get_source_valid_arrays(tokenizer: Any = None) -> dict[str, np.ndarray]:
+    """{source: ids} of each non-Wikipedia source's validation documents, for a validation loss per source."""
+    names = source_valid_names()
+    arrays = get_token_arrays(tokenizer, splits=tuple(f"valid:{n}" for n in names))
+    return {n: arrays[f"valid:{n}"] for n in names}
 
 # notebooks/07_pretraining.ipynb, cell d241d161 (chapter 7)
 def check_token_range(arrays: dict[str, np.ndarray], vocab_size: int) -> None:

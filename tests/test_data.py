@@ -138,6 +138,9 @@ def test_corpus_split_disjoint_and_consistent(corpus_dir):
     assert len(train_ids) == len(train) and len(valid_ids) == len(valid)  # ids unique
     assert not train_ids & valid_ids
     assert all(data.split_of(i) == "train" for i in train_ids) and all(data.split_of(i) == "valid" for i in valid_ids)
+    valid += [d for name in data.source_valid_names("offline") for d in data.load_documents(f"valid:{name}", "offline")]
+    valid_ids = {d["id"] for d in valid}
+    assert not train_ids & valid_ids and all(data.split_of(i) == "valid" for i in valid_ids)
     assert 0.03 < len(valid) / (len(train) + len(valid)) < 0.07
     texts = [d["text"] for d in train + valid]
     assert len({cleaning.dedup_key(t) for t in texts}) == len(texts)  # no duplicates left
@@ -148,16 +151,18 @@ def test_corpus_split_disjoint_and_consistent(corpus_dir):
 
 def test_manifest_matches_files(corpus_dir):
     manifest = json.loads((corpus_dir / "manifest.json").read_text())
-    for split in ("train", "valid"):
+    for split in ("train", "valid", "valid_sources"):
         raw = (corpus_dir / f"{split}.jsonl").read_bytes()
         assert hashlib.sha256(raw).hexdigest() == manifest["sha256"][f"{split}.jsonl"]
         lines = raw.decode().splitlines()
         assert len(lines) == manifest["documents"][split]
         assert set(json.loads(lines[0])) == {"id", "source", "title", "text"}
-    assert set(manifest["sources"]) == {"enwiki-dump", "wiki-summaries"}
-    assert all("CC BY-SA" in s["license"] for s in manifest["sources"].values())
+    assert {"enwiki-dump", "wiki-summaries"} <= set(manifest["sources"])
+    assert all("CC BY-SA" in manifest["sources"][s]["license"] for s in ("enwiki-dump", "wiki-summaries"))
+    assert all(s["license"] for s in manifest["sources"].values())
     assert sum(s["documents"] for s in manifest["sources"].values()) == sum(manifest["documents"].values())
-    assert data.load_texts("valid", mode="offline")[0] == json.loads(lines[0])["text"]
+    first_valid = (corpus_dir / "valid.jsonl").read_text().splitlines()[0]
+    assert data.load_texts("valid", mode="offline")[0] == json.loads(first_valid)["text"]
 
 
 def test_bad_inputs():
