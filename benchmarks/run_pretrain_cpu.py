@@ -26,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from dsmini_helpers.batches import get_token_arrays, make_valid_set  # noqa: E402
+from dsmini_helpers.batches import get_source_valid_arrays, get_token_arrays, make_valid_set  # noqa: E402
 from dsmini_helpers.cache import artefact_dir, data_dir  # noqa: E402
 from dsmini_helpers.checkpoint import load_checkpoint  # noqa: E402
 from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
-from dsmini_helpers.evaluation import evaluate, unigram_baseline  # noqa: E402
+from dsmini_helpers.evaluation import evaluate, evaluate_by_source, unigram_baseline  # noqa: E402
 from dsmini_helpers.inference import load_probes, probe_summary, score_probes  # noqa: E402
 from dsmini_helpers.runs import find_checkpoint, get_checkpoint, run_ablation, run_artefact  # noqa: E402
 from dsmini_helpers.tokenizer import get_tokenizer  # noqa: E402
@@ -82,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     history = state["history"]
     final = [r for r in history if r["kind"] == "eval"][-1]
     probe_rows = score_probes(model, tok, probes)
+    by_source = evaluate_by_source(model, get_source_valid_arrays(tok), V, n_batches=cfg.eval_batches,
+                                   batch_size=cfg.batch_size, seq_len=cfg.seq_len, rate=cfg.mask_rate,
+                                   device=device)
+    print("per-source validation:", json.dumps({k: v.get("valid_loss", v) for k, v in by_source.items()}))
     print(f"trained in {wall / 60:.1f} min: {json.dumps(final)}")
     print(f"accuracy / unigram: {final['valid_accuracy'] / baselines['unigram']['valid_accuracy']:.2f}x")
     print(f"probes: untrained {json.dumps(probes_init)}\n        trained {json.dumps(probe_summary(probe_rows))}")
@@ -103,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                    wall_s=round(wall, 1), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    checkpoint=str(checkpoint), baselines=baselines, final=final, history=history,
                    probes=probe_summary(probe_rows), probes_init=probes_init, probe_rows=probe_rows,
+                   by_source=by_source,
                    ablation=ablation, ablation_steps=args.ablation_steps)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")

@@ -13,6 +13,7 @@ __all__ = [
     "word_classes",
     "evaluate",
     "unigram_baseline",
+    "evaluate_by_source",
 ]
 
 
@@ -25,6 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dsmini_helpers.batches import make_valid_set
 from dsmini_helpers.constants import IGNORE_INDEX, SPECIAL_IDS
 from dsmini_helpers.optim import autocast
 
@@ -114,3 +116,21 @@ def unigram_baseline(train_tokens: np.ndarray, valid_set: Sequence[tuple[Tensor,
     loss = float(-np.log(probs[target]).mean())
     return {"valid_loss": loss, "valid_accuracy": float((target == best).mean()),
             "valid_perplexity": math.exp(loss), "token": best}
+
+# notebooks/07_pretraining.ipynb, cell bysource-fn (chapter 7)
+def evaluate_by_source(model: nn.Module, arrays: dict[str, np.ndarray], vocab_size: int, *,
+                       n_batches: int, batch_size: int, seq_len: int, rate: float,
+                       device: torch.device | str = "cpu") -> dict[str, dict[str, Any]]:
+    """`evaluate` on each source's validation tokens (name -> tokens): fixed windows, masked as the headline
+    set is; a source with fewer tokens gets fewer windows, one shorter than a window is reported as skipped."""
+    results: dict[str, dict[str, Any]] = {}
+    for name, tokens in arrays.items():
+        windows = min(n_batches * batch_size, (len(tokens) - 1) // seq_len)
+        if windows < 1:
+            results[name] = {"skipped": f"{len(tokens)} tokens, fewer than one window of {seq_len}"}
+            continue
+        b = min(batch_size, windows)
+        valid = make_valid_set(tokens, vocab_size, n_batches=windows // b, batch_size=b, seq_len=seq_len,
+                               rate=rate)
+        results[name] = evaluate(model, valid, device)
+    return results
