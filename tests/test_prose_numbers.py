@@ -59,9 +59,23 @@ class Offence(NamedTuple):
 
 
 def _without_blocks(markdown: str) -> str:
-    """The markdown without fenced code (directives such as admonitions stay) and display math."""
-    text = re.sub(r"(?ms)^\s*(`{3,}|~{3,})(?!\{)[^\n]*\n.*?^\s*\1\s*$", "\n", markdown)
-    return re.sub(r"\$\$.*?\$\$", " ", text, flags=re.S)
+    """The markdown without fenced code blocks and display math; directives (admonitions) keep their text."""
+    kept, directives, code = [], [], None
+    for line in markdown.split("\n"):
+        fence = re.match(r"\s*(`{3,}|~{3,})(.*)$", line)
+        if code:  # inside a code block: drop lines up to its closing fence
+            if fence and fence.group(1)[0] == code[0] and len(fence.group(1)) >= len(code) \
+                    and not fence.group(2).strip():
+                code = None
+            continue
+        if fence and fence.group(2).strip().startswith("{"):
+            directives.append(fence.group(1))
+        elif fence and not fence.group(2).strip() and directives and fence.group(1) == directives[-1]:
+            directives.pop()
+        elif fence:
+            code = fence.group(1)
+        kept.append("" if fence else line)  # a fence line itself is markup, not prose
+    return re.sub(r"\$\$.*?\$\$", " ", "\n".join(kept), flags=re.S)
 
 
 def _strip(text: str) -> str:
@@ -85,7 +99,8 @@ def _sentences(markdown: str) -> list[tuple[str, str]]:
 def _shown_in_code(figure: str, sentence: str) -> bool:
     """The figure's number also stands in a code span of the sentence: the code's own constant, quoted."""
     number = re.escape(re.match(NUMBER, figure).group(0))
-    return any(re.search(rf"(?<![\d.]){number}(?![\d])", span) for span in re.findall(r"`([^`]+)`", sentence))
+    spans = re.findall(r"(?<!`)`([^`]+)`(?!`)", sentence)
+    return any(re.search(rf"(?<![\d.]){number}(?![\d])", span) for span in spans)
 
 
 def _allowed(figure: str, sentence: str) -> bool:
@@ -162,6 +177,7 @@ def test_each_chapter_says_which_profile_rendered_it(path):
     ("Accuracy rose to 17.2 %, at 3,278 tokens/s (1.01×).", ["17.2 %", "3,278 tokens/s", "1.01×"]),
     ("Between 12-18 s after 600 steps, 0.06 nats apart.", ["12-18 s", "600 steps", "0.06 nats"]),
     ("A matrix of 3 × 4, in `12 s`, or $5\\%$, or {glue:text}`t` s, chapter 7, 2 cores.", []),
+    ("```{note}\nIt took 3 s.\n```\n\n```python\nx = 4 # 5 s\n```\nThen 6 s.", ["3 s", "6 s"]),
 ])
 def test_the_lint_finds_figures_and_only_figures(text, figures):
     assert [m.group(0) for _, s in _sentences(text) for m in FIGURE.finditer(s)] == figures
