@@ -49,7 +49,7 @@ def frequency_bands(train_tokens: np.ndarray, vocab_size: int,
     rank[np.argsort(-counts, kind="stable")] = np.arange(vocab_size)
     return torch.from_numpy(np.searchsorted(np.asarray(edges), rank, side="right"))
 
-
+# notebooks/07_pretraining.ipynb, cell 859e51df-w (chapter 7)
 def word_classes(tokenizer: Any) -> Tensor:
     """(V,) class of each token: 0 punctuation, 1 a function word, 2 anything else (words, pieces)."""
     classes = torch.full((tokenizer.get_vocab_size(),), 2, dtype=torch.long)
