@@ -264,7 +264,7 @@ def answer_of(ticket: Ticket) -> Any:
         return ticket.future.result()
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
-    except LaneStopped:
-        raise HTTPException(503, "the server is shutting down; retry") from None
+    except LaneStopped as e:  # shutting down, or the model's process died
+        raise HTTPException(503, f"{e}; retry") from None
     except DeadlineExceeded as e:
         raise HTTPException(504, str(e)) from None

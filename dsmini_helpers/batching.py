@@ -11,6 +11,8 @@ __all__ = [
     "Served",
     "pad_right",
     "head_logits",
+    "ModelFacts",
+    "Front",
     "step_plan",
     "Unmasking",
     "generate_batch",
@@ -27,6 +29,7 @@ __all__ = [
 # notebooks/09_serving.ipynb, cell d12fe9fc (chapter 9)
 import threading
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import torch
@@ -36,9 +39,9 @@ from torch import Tensor
 from dsmini_helpers.admission import DeadlineExceeded, Ticket
 from dsmini_helpers.generation import (
     block_spans,
-    sample_tokens,
     steps_per_block,
     transfer_schedule,
+    unmask_step,
 )
 from dsmini_helpers.inference import (
     POOLING,
@@ -112,6 +115,40 @@ def head_logits(served: Served, ids: Tensor, mask: Tensor, where: Tensor) -> Ten
         hidden = served.model.net.encode(ids, mask)  # (B, T, C)
         return served.model.net.head(hidden[where])  # (N, V)
 
+# notebooks/09_serving.ipynb, cell cb4f6894-s1 (chapter 9)
+@dataclass
+class ModelFacts:
+    """What the HTTP process knows of the model its worker
+    loaded: ids, context, description, tokenizer (as JSON)."""
+
+    description: dict[str, Any]  # Model.describe()
+    max_len: int
+    cls_id: int
+    sep_id: int
+    mask_id: int
+    tokenizer_json: str
+
+    @classmethod
+    def of(cls, model: Model) -> "ModelFacts":
+        return cls(model.describe(), model.max_len, model.cls_id, model.sep_id,
+                   model.mask_id, model.tokenizer.to_str())
+
+    def describe(self) -> dict[str, Any]:
+        return self.description
+
+    @cached_property
+    def tokenizer(self) -> Tokenizer:
+        return Tokenizer.from_str(self.tokenizer_json)
+
+
+@dataclass
+class Front:
+    """The HTTP process's side of the model: its facts and the
+    literal tokenizer; the weights live in the worker (9.7)."""
+
+    model: ModelFacts
+    literal: Tokenizer
+
 # notebooks/09_serving.ipynb, cell 436b7520 (chapter 9)
 def step_plan(
     start: int, n_new: int, steps: int, block_length: int | None
@@ -135,24 +172,19 @@ class Unmasking:
 
     ids: Tensor  # (T,) [CLS] prompt [MASK] * n [SEP]
     start: int  # first generated position
-    plan: list[tuple[int, int, int, int]]  # (block start, block end, tokens to commit, slots still masked)
+    plan: list[tuple[int, int, int, int]]  # (b0, b1, to commit, still masked) per step
     request: GenerateRequest
     generator: torch.Generator | None  # on the model's device
     done: int = 0  # steps taken
 
     @classmethod
-    def begin(
-        cls, model: Model, prompt_ids: list[int], req: GenerateRequest
-    ) -> "Unmasking":
-        n = req.max_new_tokens
-        ids = torch.tensor(
-            [*prompt_ids, *[model.mask_id] * n, model.sep_id], device=model.device
-        )
-        gen = None
-        if req.seed is not None:
-            gen = torch.Generator(device=model.device).manual_seed(req.seed)
+    def begin(cls, model: Model, prompt_ids: list[int],
+              req: GenerateRequest) -> "Unmasking":
+        n, dev = req.max_new_tokens, model.device
+        ids = [*prompt_ids, *[model.mask_id] * n, model.sep_id]
+        gen = None if req.seed is None else torch.Generator(dev).manual_seed(req.seed)
         plan = step_plan(len(prompt_ids), n, req.steps or n, req.block_length)
-        return cls(ids, len(prompt_ids), plan, req, gen)
+        return cls(torch.tensor(ids, device=dev), len(prompt_ids), plan, req, gen)
 
     def open_slots(self, mask_id: int) -> tuple[int, int, Tensor]:
         """(block start b0, block end b1, a bool (Lb,) with Lb = b1 - b0,
@@ -162,24 +194,19 @@ class Unmasking:
         return b0, b1, self.ids[b0:b1] == mask_id
 
     def step(self, logits: Tensor, mask_id: int) -> None:
-        """Commit this step's tokens from `logits`
-        (m, V) of the m open slots (specials banned)."""
-        b0, b1, still = self.open_slots(mask_id)
-        req, k = self.request, self.plan[self.done][2]
-        tokens, conf = sample_tokens(
-            logits, req.temperature, req.top_k, self.generator
-        )  # (m,)
-        if req.remasking == "random":
-            conf = torch.rand(conf.shape, generator=self.generator, device=conf.device)
-        conf = torch.full(
-            still.shape, float("-inf"), device=conf.device
-        ).masked_scatter(still, conf)  # (Lb,) committed slots never chosen again
-        tokens = self.ids[b0:b1].masked_scatter(still, tokens)  # (Lb,)
-        chosen = conf.topk(k).indices  # (k,) the k most confident open slots
-        self.ids[b0 + chosen] = tokens[chosen]
+        """Commit this step's tokens from `logits` (m, V) of the m open
+        slots (specials banned): chapter 8's `unmask_step` on one row."""
+        b0, b1, k, _ = self.plan[self.done]
+        req = self.request
+        unmask_step(
+            self.ids[None, b0:b1],  # (1, Lb), a view: committed in place
+            logits, k, mask_id=mask_id, temperature=req.temperature,
+            top_k=req.top_k, remasking=req.remasking, generator=self.generator,
+        )
         self.done += 1
 
 # notebooks/09_serving.ipynb, cell 9e501fc8 (chapter 9)
+@torch.inference_mode()
 def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
     """Run the /generate tickets together: one
     forward pass per step for all live rows."""
@@ -187,14 +214,14 @@ def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
     runs = [Unmasking.begin(model, *t.item) for t in tickets]
     banned = torch.tensor(model.special_ids, device=model.device)
     live = list(range(len(runs)))
-    while live := [i for i in live if not tickets[i].expired()]:  # the gone stop here
+    while live := [i for i in live if not tickets[i].expired()]:  # gone: stop here
         ids, mask = pad_right([runs[i].ids for i in live], model.pad_id, model.device)
-        where = torch.zeros_like(mask)  # (B, T) each row's open slots in its current block
+        where = torch.zeros_like(mask)  # (B, T) each row's open slots in its block
         for row, i in enumerate(live):
             b0, b1, still = runs[i].open_slots(model.mask_id)
             where[row, b0:b1] = still
-        logits = head_logits(served, ids, mask, where).float()  # (N, V), N = open slots
-        logits = logits.index_fill(-1, banned, float("-inf"))
+        logits = head_logits(served, ids, mask, where).float()  # (N, V) N open slots
+        logits.index_fill_(-1, banned, float("-inf"))  # in place: no (N, V) copy
         open_counts = [
             runs[i].plan[runs[i].done][3] for i in live
         ]  # known: no device sync
@@ -298,7 +325,7 @@ def summarize_one(served: Served, tickets: list[Ticket], chunk: int = 32) -> lis
     ]
 
 # notebooks/09_serving.ipynb, cell a6a490e5 (chapter 9)
-def served_row(served: Served, text: str) -> list[int]:
+def served_row(served: Served | Front, text: str) -> list[int]:
     """[CLS] text [SEP], the text as plain text, cut to fit the context."""
     model = served.model
     return [
@@ -308,7 +335,7 @@ def served_row(served: Served, text: str) -> list[int]:
     ]
 
 
-def predict_row(served: Served, text: str) -> list[int]:
+def predict_row(served: Served | Front, text: str) -> list[int]:
     """[CLS] text [SEP] with each "[MASK]" the mask
     token (spaced as chapter 8's fill_mask does)."""
     model = served.model

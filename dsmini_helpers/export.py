@@ -70,6 +70,7 @@ MODULE_DOCS: dict[str, str] = {
     "schemas": "Chapter 9: the API's contract: strict request and response models with limits.",
     "admission": "Chapter 9: admission control: bounded lanes, 429 with Retry-After, deadlines, cancellation.",
     "batching": "Chapter 9: requests that arrive together share a forward pass, within a token budget.",
+    "worker": "Chapter 9: the model in a process of its own: batches over pipes, shared cancel flags, restarts.",
     "serve": "Chapter 9: the FastAPI app: endpoints, /health and /ready, the model it serves.",
     "server_runtime": "Chapter 9 plumbing: error replies, request ids, metrics, body and JSON guards.",
     "server_transport": "Chapter 9 plumbing: uvicorn's transport limits and a launcher for tests and benchmarks.",

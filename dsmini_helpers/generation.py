@@ -11,7 +11,9 @@ __all__ = [
     "block_spans",
     "steps_per_block",
     "sample_tokens",
+    "unmask_step",
     "Generation",
+    "check_generate_args",
     "diffusion_generate",
 ]
 
@@ -65,14 +67,37 @@ def sample_tokens(logits: Tensor, temperature: float = 0.0, top_k: int | None = 
     if not temperature >= 0:  # also catches NaN
         raise ValueError(f"temperature must be >= 0, got {temperature}")
     if temperature < 1e-4:  # greedy; dividing by a tinier temperature would overflow to inf
-        tokens = probs.argmax(dim=-1)  # (N,)
-    else:
-        scaled = logits.float() / temperature
-        if top_k is not None and top_k < scaled.size(-1):
-            kth = scaled.topk(top_k, dim=-1).values[:, -1:]  # (N, 1)
-            scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-        tokens = torch.multinomial(scaled.softmax(dim=-1), 1, generator=generator).squeeze(-1)  # (N,)
+        best, tokens = probs.max(dim=-1)  # (N,), (N,); on a CPU faster than argmax + gather
+        return tokens, best
+    scaled = logits.float() / temperature
+    if top_k is not None and top_k < scaled.size(-1):
+        kth = scaled.topk(top_k, dim=-1).values[:, -1:]  # (N, 1)
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    tokens = torch.multinomial(scaled.softmax(dim=-1), 1, generator=generator).squeeze(-1)  # (N,)
     return tokens, probs.gather(-1, tokens[:, None]).squeeze(-1)
+
+# notebooks/08_inference.ipynb, cell b17b2f95-st (chapter 8)
+def unmask_step(block: Tensor, logits: Tensor, k: int, *, mask_id: int,
+                rows: Tensor | None = None, temperature: float = 0.0,
+                top_k: int | None = None, remasking: str = "low_confidence",
+                generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    """One unmasking step, in place: commit the `k` most confident still-masked
+    slots of each row of `block` (B, Lb). `logits` (N, V), banned tokens already -inf,
+    are for the N slots where `rows` (B, Lb) is True, in row-major order (default: the
+    masked ones). Returns (chosen (B, Lb) bool, each sampled token's probability)."""
+    still = block == mask_id  # (B, Lb) slots not yet committed
+    rows = still if rows is None else rows
+    tokens, prob = sample_tokens(logits, temperature, top_k, generator)  # (N,), (N,)
+    if remasking == "random":
+        conf = torch.rand(prob.shape, generator=generator, device=prob.device)  # (N,)
+    else:
+        conf = prob  # low confidence: the least sure slots stay masked
+    ranked = torch.full(block.shape, float("-inf"), device=block.device)
+    ranked = ranked.masked_scatter(rows, conf).masked_fill(~still, float("-inf"))
+    chosen = torch.zeros_like(still).scatter_(1, ranked.topk(k, dim=1).indices, True)
+    chosen &= still  # (B, Lb) the k most confident open slots (fewer if fewer are open)
+    block.copy_(torch.where(chosen, block.masked_scatter(rows, tokens), block))
+    return chosen, torch.zeros_like(ranked).masked_scatter(rows, prob)
 
 # notebooks/08_inference.ipynb, cell b17b2f95 (chapter 8)
 @dataclass
@@ -90,58 +115,55 @@ class Generation:
     def new_ids(self) -> Tensor:
         return self.ids[:, self.start:self.start + self.commit_step.size(1)]  # (B, L)
 
-# notebooks/08_inference.ipynb, cell b17b2f95-s1 (chapter 8)
-def diffusion_generate(logits_fn: LogitsFn, prompt: Tensor, max_new_tokens: int, steps: int, *, mask_id: int,
-                       block_length: int | None = None, temperature: float = 0.0, top_k: int | None = None,
-                       remasking: str = "low_confidence", suffix: Tensor | None = None,
-                       banned_ids: Sequence[int] = (), seed: int | None = None,
-                       keep_snapshots: bool = False) -> Generation:
-    """Generate with a masked LM: append `max_new_tokens` [MASK]s to `prompt` (B, P) and unmask them in `steps`.
-
-    Each step predicts every still-masked slot of the current block, then commits the `k` slots ranked highest
-    (by the model's probability for "low_confidence" remasking, as in MaskGIT / LLaDA; by a coin for "random")
-    and leaves the rest masked. `steps=1` is one-shot argmax. With `block_length`, blocks are filled left to
-    right (semi-autoregressive). `suffix` (B, S), e.g. [SEP], is appended after the masks and never changed.
-    """
+# notebooks/08_inference.ipynb, cell b17b2f95-s0 (chapter 8)
+def check_generate_args(prompt: Tensor, max_new_tokens: int, steps: int,
+                        remasking: str, top_k: int | None) -> None:
+    """Refuse what `diffusion_generate` cannot honour, with a message that says why."""
     if prompt.dim() != 2:
-        raise ValueError(f"prompt must be (B, P) token ids, got shape {tuple(prompt.shape)}")
+        raise ValueError(f"prompt must be (B, P) token ids, got {tuple(prompt.shape)}")
     if max_new_tokens < 1 or steps < 1:
-        raise ValueError(f"max_new_tokens and steps must be >= 1, got {max_new_tokens} and {steps}")
+        raise ValueError(
+            f"max_new_tokens and steps must be >= 1, got {max_new_tokens} and {steps}")
     if remasking not in REMASKING:
         raise ValueError(f"remasking must be one of {REMASKING}, got {remasking!r}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be >= 1 or None, got {top_k}")
+
+# notebooks/08_inference.ipynb, cell b17b2f95-s1 (chapter 8)
+def diffusion_generate(logits_fn: LogitsFn, prompt: Tensor, max_new_tokens: int,
+                       steps: int, *, mask_id: int, block_length: int | None = None,
+                       temperature: float = 0.0, top_k: int | None = None,
+                       remasking: str = "low_confidence", suffix: Tensor | None = None,
+                       banned_ids: Sequence[int] = (), seed: int | None = None,
+                       keep_snapshots: bool = False) -> Generation:
+    """Append `max_new_tokens` [MASK]s (then `suffix` (B, S), never changed) to `prompt`
+    (B, P); unmask them in `steps` calls of `unmask_step`, block by block, left to
+    right. `steps=1` is one-shot argmax."""
+    check_generate_args(prompt, max_new_tokens, steps, remasking, top_k)
     B, P = prompt.shape
     dev = prompt.device  # everything lives here: no host round trip per step
-    banned = torch.tensor(sorted({*banned_ids, mask_id}), device=dev)  # never "predict" a [MASK]
+    banned = torch.tensor(sorted({*banned_ids, mask_id}), device=dev)  # never [MASK]
     gen = torch.Generator(device=dev).manual_seed(seed) if seed is not None else None
     masks = torch.full((B, max_new_tokens), mask_id, dtype=prompt.dtype, device=dev)
-    parts = [prompt, masks] + ([suffix.to(dev)] if suffix is not None else [])
-    x = torch.cat(parts, dim=1)  # (B, T)
+    x = torch.cat([prompt, masks, *([suffix.to(dev)] if suffix is not None else [])], 1)
     commit_step = torch.full((B, max_new_tokens), -1, dtype=torch.long, device=dev)
     commit_conf = torch.full((B, max_new_tokens), float("nan"), device=dev)
-    snapshots = []
-    step = 0
+    snapshots, step = [], 0
     blocks = block_spans(P, max_new_tokens, block_length)
     for (b0, b1), n_steps in zip(blocks, steps_per_block(steps, len(blocks))):
+        every_slot = torch.ones(B, b1 - b0, dtype=torch.bool, device=dev)  # (B, Lb)
         for k in transfer_schedule(b1 - b0, n_steps):
             logits = logits_fn(x)[:, b0:b1].float().to(dev)  # (B, Lb, V)
-            logits = logits.index_fill(-1, banned, float("-inf"))
-            Lb, V = logits.shape[1:]
-            tokens, prob = sample_tokens(logits.reshape(-1, V), temperature, top_k, gen)  # (B*Lb,)
-            tokens, prob = tokens.view(B, Lb), prob.view(B, Lb)  # prob: the model's own confidence
-            conf = torch.rand(B, Lb, generator=gen, device=dev) if remasking == "random" else prob
-            still = x[:, b0:b1] == mask_id  # (B, Lb) slots not yet committed
-            conf = conf.masked_fill(~still, float("-inf"))
-            chosen = torch.zeros(B, Lb, dtype=torch.bool, device=dev)
-            chosen.scatter_(1, conf.topk(k, dim=1).indices, True)  # (B, Lb) the k most confident slots
-            chosen &= still
-            x[:, b0:b1] = torch.where(chosen, tokens, x[:, b0:b1])
+            logits = logits.index_fill(-1, banned, float("-inf")).flatten(0, 1)
+            chosen, prob = unmask_step(
+                x[:, b0:b1], logits, k, mask_id=mask_id, rows=every_slot,
+                temperature=temperature, top_k=top_k, remasking=remasking,
+                generator=gen)
             span = slice(b0 - P, b1 - P)
             commit_step[:, span] = commit_step[:, span].masked_fill(chosen, step)
             commit_conf[:, span] = torch.where(chosen, prob, commit_conf[:, span])
             step += 1
             if keep_snapshots:
                 snapshots.append(x.clone())
-    return Generation(ids=x, start=P, commit_step=commit_step.cpu(), snapshots=snapshots,
-                      commit_conf=commit_conf.cpu())  # bookkeeping to the host once, at the end
+    return Generation(ids=x, start=P, commit_step=commit_step.cpu(),  # to the host once
+                      snapshots=snapshots, commit_conf=commit_conf.cpu())

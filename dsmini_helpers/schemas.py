@@ -209,4 +209,5 @@ class QueueInfo(BaseModel):
 class Ready(BaseModel):
     ready: bool
     model: ModelInfo | None
+    worker: Literal["starting", "running", "restarting", "failed", "stopped"]
     queues: dict[str, QueueInfo]

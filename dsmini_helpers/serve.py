@@ -10,6 +10,7 @@ __all__ = [
     "load_model",
     "LANES",
     "RUNNERS",
+    "lane_sizes",
     "make_lanes",
     "served_of",
     "generate",
@@ -37,13 +38,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from dsmini_helpers.admission import Lane, Timeout, admit, start_lane, stop_lane
 from dsmini_helpers.batching import (
-    Served,
+    Front,
     embed_batch,
     generate_batch,
     literal_tokenizer,
@@ -81,6 +81,7 @@ from dsmini_helpers.server_runtime import (
     configure_logging,
     log,
 )
+from dsmini_helpers.worker import Worker, run_remote, stop_worker, supervise
 
 # notebooks/09_serving.ipynb, cell 99c56e0c (chapter 9)
 TRAIN_HINT = (
@@ -128,21 +129,24 @@ RUNNERS = {
 }
 
 
-def make_lanes(served: Served) -> dict[str, Lane]:
-    """One Lane per endpoint class, sized by
-    LANES (and $DSMINI_MAX_BATCH_ITEMS, if set)."""
+def lane_sizes() -> dict[str, dict[str, Any]]:
+    """LANES, with max_items capped by $DSMINI_MAX_BATCH_ITEMS if set."""
     cap = int(os.environ.get("DSMINI_MAX_BATCH_ITEMS", "0") or 0)
-    lanes = {}
-    for name, size in LANES.items():
-        size = {
-            **size,
-            "max_items": min(size["max_items"], cap) if cap > 0 else size["max_items"],
-        }
-        lanes[name] = Lane(name, partial(RUNNERS[name], served), **size)
-    return lanes
+    return {
+        name: {**size, "max_items": min(size["max_items"], cap or size["max_items"])}
+        for name, size in LANES.items()
+    }
+
+
+def make_lanes(worker: Worker, sizes: dict[str, dict]) -> dict[str, Lane]:
+    """One Lane per endpoint class; each runs its batches in the worker."""
+    return {
+        name: Lane(name, partial(run_remote, worker, name), **size)
+        for name, size in sizes.items()
+    }
 
 # notebooks/09_serving.ipynb, cell 49abda88 (chapter 9)
-def served_of(request: Request) -> Served:
+def served_of(request: Request) -> Front:
     served = request.app.state.served
     if served is None:
         raise HTTPException(503, "no model is loaded; the server's log says why")
@@ -218,7 +222,7 @@ async def health() -> dict:
 
 # notebooks/09_serving.ipynb, cell 8c138469 (chapter 9)
 async def ready(request: Request) -> JSONResponse:
-    """Readiness: a model is loaded and every queue has room (503 otherwise)."""
+    """Readiness: the model's process runs and every queue has room (503 otherwise)."""
     served, lanes = request.app.state.served, request.app.state.lanes
     queues = {
         name: {
@@ -228,10 +232,13 @@ async def ready(request: Request) -> JSONResponse:
         }
         for name, lane in lanes.items()
     }
-    ok = served is not None and all(lane.has_room() for lane in lanes.values())
+    worker = request.app.state.worker
+    state = worker.status() if worker else "stopped"
+    ok = state == "running" and all(lane.has_room() for lane in lanes.values())
     body = {
         "ready": ok,
         "model": served.model.describe() if served else None,
+        "worker": state,
         "queues": queues,
     }
     return SafeJSONResponse(status_code=200 if ok else 503, content=body)
@@ -272,29 +279,42 @@ ENDPOINTS = [  # path, function, response model
 
 # notebooks/09_serving.ipynb, cell a450e012 (chapter 9)
 def lifespan_for(checkpoint_dir: str | Path | None) -> Callable:
-    """Start-up: load the model, make and start the lanes. Shutdown: stop them."""
+    """Start-up: start the model's process, then the lanes. Shutdown: the
+    lanes (a running generation stops at its next step), then the process."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         configure_logging()
+        sys.setswitchinterval(0.001)  # a lane thread hands the GIL back within 1 ms
+        sizes = lane_sizes()
         threads = os.environ.get("DSMINI_TORCH_THREADS", "").strip()
-        if threads.isdigit() and int(threads) > 0:
-            torch.set_num_threads(int(threads))  # 1 on a small CPU: a core for HTTP
-        sys.setswitchinterval(0.001)  # the event loop waits ~1 ms for the GIL, not 5
-        model, why = await asyncio.to_thread(load_model, checkpoint_dir)
-        if model is None:
+        worker = Worker(  # torch threads: 1 on a small CPU leaves a core for HTTP
+            partial(load_model, checkpoint_dir), RUNNERS,
+            {name: size["max_items"] for name, size in sizes.items()},
+            int(threads) if threads.isdigit() else 0,
+        )
+        facts, why = await worker.start()
+        watch = None
+        if facts is None:
             log.error("NO MODEL: %s", why)
+            await stop_worker(worker)
             if os.environ.get("DSMINI_REQUIRE_MODEL") == "1":
                 raise RuntimeError(f"DSMINI_REQUIRE_MODEL=1 and {why}")
         else:
-            app.state.served = Served(model, literal_tokenizer(model.tokenizer))
-            app.state.lanes.update(make_lanes(app.state.served))
-            log.info("serving %s on %s", model.name, model.device)
+            app.state.served = Front(facts, literal_tokenizer(facts.tokenizer))
+            app.state.worker = worker
+            app.state.lanes.update(make_lanes(worker, sizes))
+            watch = asyncio.create_task(supervise(worker))
+            log.info("serving %s in process %d", facts.describe()["model"],
+                     worker.process.pid)
         for lane in app.state.lanes.values():
             await start_lane(lane)
         yield
+        if watch is not None:
+            watch.cancel()
         for lane in app.state.lanes.values():
             await stop_lane(lane)
+        await stop_worker(worker)
 
     return lifespan
 
@@ -313,7 +333,7 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
             "iterative unmasking, extractive summaries. Chapter 9 of DeepSeek-Mini."
         ),
     )
-    app.state.served, app.state.lanes = None, {}
+    app.state.served, app.state.worker, app.state.lanes = None, None, {}
     add_error_handlers(app)
     add_metrics(app, app.state.lanes)
     app.add_middleware(RequestGuard, max_bytes=LIMITS["max_body_bytes"])

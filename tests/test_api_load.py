@@ -5,8 +5,10 @@ huge error lists are capped. Outcomes are checked by order, count and comparison
 never against a clock (time limits here are only safety stops; measurements are in benchmarks/bench_api.py)."""
 
 import concurrent.futures
+import os
 import re
 import shlex
+import signal
 import socket
 import statistics
 import time
@@ -197,3 +199,43 @@ def test_make_serve_passes_the_same_transport_limits_as_the_launcher():
         if flag.startswith("--") and not value.startswith("--"):
             assert flag in words and words[words.index(flag) + 1] == value, flag
     assert "--no-access-log" in words
+
+
+def model_pids(log: Path) -> list[int]:
+    """The model process's id at start-up and after each restart, from the server's log."""
+    return [int(p) for p in re.findall(r"(?:serving \S+ in|restarted in) process (\d+)", log.read_text())]
+
+
+def ready_states(url: str, until: str, limit_s: float = 120) -> list[tuple[int, str]]:
+    """(status, worker state) of /ready, polled until the worker is `until` (or `limit_s` passes)."""
+    seen, start = [], time.monotonic()
+    while time.monotonic() - start < limit_s:
+        r = httpx.get(f"{url}/ready")
+        seen.append((r.status_code, r.json()["worker"]))
+        if seen[-1][1] == until:
+            break
+        time.sleep(0.05)
+    return seen
+
+
+def test_a_crashed_model_process_gives_503_not_ready_then_a_restart(tmp_path):
+    from dsmini_helpers.pretrain import get_checkpoint
+
+    log = tmp_path / "server.log"
+    with running_server(get_checkpoint("ci"), log_to=log) as url:
+        (pid,) = model_pids(log)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(post, url, "/generate", COSTLY)
+            while httpx.get(f"{url}/ready").json()["queues"]["generate"]["running"] == 0:
+                time.sleep(0.02)
+            os.kill(pid, signal.SIGKILL)  # the model's process dies mid-generation
+            status, _, _, _ = pending.result()
+        assert status == 503  # answered, not left hanging
+        seen = ready_states(url, until="running")
+        assert (503, "restarting") in seen and seen[-1] == (200, "running")
+        assert httpx.get(f"{url}/health").json() == {"status": "ok"}  # the HTTP process lived on
+        (_, new_pid) = model_pids(log)
+        assert new_pid != pid
+        status, _, _, _ = post(url, "/generate", MEDIUM)
+        assert status == 200
+    assert not Path(f"/proc/{new_pid}").exists() or "zombie" in Path(f"/proc/{new_pid}/status").read_text()
