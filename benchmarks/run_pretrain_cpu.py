@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                    command=" ".join(["python benchmarks/run_pretrain_cpu.py", *(argv or sys.argv[1:])]),
                    config=asdict(cfg), params=sum(p.numel() for p in model.parameters()),
                    wall_s=round(wall, 1), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                   checkpoint=str(checkpoint), baselines=baselines, final=final, history=history,
+                   checkpoint=str(checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint),
+                   baselines=baselines, final=final, history=history,
                    probes=probe_summary(probe_rows), probes_init=probes_init, probe_rows=probe_rows,
                    by_source=by_source,
                    ablation=ablation, ablation_steps=args.ablation_steps)
