@@ -91,7 +91,7 @@ def get_token_arrays(tokenizer: Any = None,
     return {s: np.memmap(folder / _token_file(s), dtype=meta[s]["dtype"], mode="r",
                          shape=(meta[s]["tokens"],)) for s in splits}
 
-
+# notebooks/07_pretraining.ipynb, cell 5fec2fe4-s (chapter 7)
 def get_source_valid_arrays(tokenizer: Any = None) -> dict[str, np.ndarray]:
     """{source: ids} of each non-Wikipedia source's validation documents, for a validation loss per source."""
     names = source_valid_names()

@@ -26,6 +26,8 @@ def test_code_version_follows_the_source(tmp_path, monkeypatch):
     module.write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     before = cache.code_version("toy_module_for_store")
+    module.write_text("# the header of another notebook cell\nX = 1  # a reworded comment\n\n")
+    assert cache.code_version("toy_module_for_store") == before  # comments and layout are not code
     module.write_text("X = 2\n")
     assert cache.code_version("toy_module_for_store") != before
     with pytest.raises(ValueError, match="no source file"):
