@@ -50,11 +50,22 @@ export-check: install
 figures: install
 	$(PY) book/figures/make_figures.py
 
+# The reader's book, in the automatic profile (`gpu` with CUDA, else `cpu`) unless DSMINI_PROFILE names one; every
+# page says which profile rendered it. Executed notebooks are cached by their source, not by profile, so a build
+# in another profile than the last one clears that cache and re-reads every page: no page keeps another
+# profile's outputs.
+BOOK_PROFILE = $(shell $(PY) -c "from dsmini_helpers.profiles import get_profile; print(get_profile())")
 book: install figures
-	$(BIN)/jupyter-book build . --keep-going
+	@profile=$(BOOK_PROFILE); stamp=_build/.book-profile; all=; \
+	if [ -f $$stamp ] && [ "$$(cat $$stamp)" != "$$profile" ]; then \
+	  echo "profile $$(cat $$stamp) -> $$profile: clearing the executed-notebook cache"; \
+	  rm -rf _build/.jupyter_cache _build/jupyter_execute; all=--all; fi; \
+	echo "Rendering the book in the $$profile profile"; \
+	$(BIN)/jupyter-book build . --keep-going $$all && echo $$profile > $$stamp
 	@echo "The book: file://$(CURDIR)/_build/html/index.html"
 
 # The book as CI builds it: ci profile, offline, CI's data folder, warnings are errors, its own output folder.
+# A check that every page runs and every glue key resolves, not the book to read (that is `make book`).
 book-ci: install-dev figures
 	$(CI_ENV) $(BIN)/jupyter-book build . -W -n --keep-going --path-output _build/ci
 	@echo "The ci book: file://$(CURDIR)/_build/ci/_build/html/index.html"

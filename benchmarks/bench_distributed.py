@@ -5,7 +5,7 @@ command line, each in its own process tree:
 
 - `1 process, 1 thread`: the per-rank baseline (torchrun gives each rank one thread);
 - `1 process, N threads`: what one process does with the whole machine;
-- `N ranks DDP` and `N ranks FSDP`: `torchrun --nproc-per-node N -m dsmini_helpers.pretrain --parallel ...`.
+- `N ranks DDP` and `N ranks FSDP`: `torchrun --nproc-per-node N -m dsmini_helpers.launch --parallel ...`.
 
 Throughput is the last `tokens_per_s` of each run's metrics.jsonl (training steps only: start-up, evaluation
 and saving are excluded); `seconds` is the whole job, start-up included. The scaling efficiency is the N-rank
@@ -52,11 +52,11 @@ def _free_port() -> int:
 
 
 def _command(strategy: str, nproc: int, config: Path, out: Path) -> list[str]:
-    cli = ["-m", "dsmini_helpers.pretrain", "--config", str(config), "--out", str(out), "--quiet"]
+    args = ["--config", str(config), "--out", str(out), "--quiet"]
     if strategy == "none":
-        return [sys.executable, *cli]
+        return [sys.executable, "-m", "dsmini_helpers.pretrain", *args]
     return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={nproc}",
-            f"--master-port={_free_port()}", *cli, "--parallel", strategy]
+            f"--master-port={_free_port()}", "-m", "dsmini_helpers.launch", *args, "--parallel", strategy]
 
 
 def run_one(name: str, strategy: str, nproc: int, threads: int, config: Path, work: Path, cpu: bool) -> dict:

@@ -9,6 +9,7 @@ __all__ = [
     "LaneStopped",
     "DeadlineExceeded",
     "Ticket",
+    "take_batch",
     "Lane",
     "start_lane",
     "serve_lane",
@@ -72,41 +73,41 @@ class Ticket:
         return self.cancelled.is_set() or time.monotonic() > self.deadline
 
 # notebooks/09_serving.ipynb, cell 9fe1ce89 (chapter 9)
+def take_batch(
+    waiting: collections.deque[Ticket], max_items: int, max_tokens: int,
+    stats: collections.Counter[str],
+) -> list[Ticket]:
+    """Tickets from the front of `waiting` that fit in one batch: at most `max_items`
+    tickets and `max_tokens` tokens of cost. Expired tickets are dropped, never run."""
+    batch, tokens = [], 0
+    while waiting and len(batch) < max_items:
+        ticket = waiting[0]
+        if ticket.expired():
+            waiting.popleft()
+            stats["dropped_before_running"] += 1
+            continue
+        if batch and tokens + ticket.cost > max_tokens:
+            break
+        batch.append(waiting.popleft())
+        tokens += ticket.cost
+    return batch
+
+# notebooks/09_serving.ipynb, cell 9fe1ce89-s1 (chapter 9)
 class Lane:
-    """A bounded queue and one worker thread for one endpoint class.
+    """A bounded queue and one worker thread for one endpoint class: `run_batch(tickets)`
+    returns results in order (an Exception as a result fails only its ticket)."""
 
-    `run_batch(tickets) -> results` (same order; an Exception
-    as a result fails only its ticket). A batch holds at most
-    `max_items` tickets and `max_tokens` tokens of cost."""
-
-    def __init__(
-        self,
-        name: str,
-        run_batch: Callable[[list[Ticket]], list[Any]],
-        *,
-        max_queue: int,
-        max_items: int,
-        max_tokens: int,
-        deadline_s: float,
-    ) -> None:
+    def __init__(self, name: str, run_batch: Callable[[list[Ticket]], list[Any]], *,
+                 max_queue: int, max_items: int, max_tokens: int, deadline_s: float) -> None:
         if min(max_queue, max_items, max_tokens) < 1 or deadline_s <= 0:
-            raise ValueError(
-                "max_queue, max_items, max_tokens and deadline_s must be positive"
-            )
-        self.name, self.run_batch = name, run_batch
-        self.max_queue, self.max_items, self.max_tokens = (
-            max_queue,
-            max_items,
-            max_tokens,
-        )
-        self.deadline_s = deadline_s
+            raise ValueError("max_queue, max_items, max_tokens and deadline_s must be positive")
+        self.name, self.run_batch, self.deadline_s = name, run_batch, deadline_s
+        self.max_queue, self.max_items, self.max_tokens = max_queue, max_items, max_tokens
         self.waiting: collections.deque[Ticket] = collections.deque()
         self.running: list[Ticket] = []
         self.stats: collections.Counter[str] = collections.Counter()
         self.batch_sizes: collections.Counter[int] = collections.Counter()
-        self.batch_seconds = (
-            0.05  # running average of one batch's time (for Retry-After)
-        )
+        self.batch_seconds = 0.05  # running average of one batch's time (for Retry-After)
         self.worker: asyncio.Task | None = None  # these three are set by start_lane
         self.wake: asyncio.Event | None = None
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -116,40 +117,23 @@ class Lane:
 
     def retry_after(self) -> int:
         """Seconds until the queue has probably drained (at least 1)."""
-        batches = 1 + len(self.waiting) / self.max_items
-        return max(1, math.ceil(self.batch_seconds * batches))
+        return max(1, math.ceil(self.batch_seconds * (1 + len(self.waiting) / self.max_items)))
 
     def submit(self, item: Any, cost: int, deadline: float) -> Ticket:
-        """Queue `item` and return its ticket, or
-        raise Overloaded at once if the queue is full."""
+        """Queue `item` and return its ticket, or raise Overloaded at once if it is full."""
         if self.worker is None:
             raise LaneStopped(f"the {self.name} worker is not running")
         if not self.has_room():
             self.stats["rejected"] += 1
             raise Overloaded(self.name, self.retry_after())
-        ticket = Ticket(
-            item, cost, deadline, asyncio.get_running_loop().create_future()
-        )
+        ticket = Ticket(item, cost, deadline, asyncio.get_running_loop().create_future())
         self.waiting.append(ticket)
         self.stats["accepted"] += 1
         self.wake.set()
         return ticket
 
     def next_batch(self) -> list[Ticket]:
-        """Tickets from the front of the queue that
-        fit in one batch; expired ones dropped."""
-        batch, tokens = [], 0
-        while self.waiting and len(batch) < self.max_items:
-            ticket = self.waiting[0]
-            if ticket.expired():
-                self.waiting.popleft()
-                self.stats["dropped_before_running"] += 1
-                continue
-            if batch and tokens + ticket.cost > self.max_tokens:
-                break
-            batch.append(self.waiting.popleft())
-            tokens += ticket.cost
-        return batch
+        return take_batch(self.waiting, self.max_items, self.max_tokens, self.stats)
 
 # notebooks/09_serving.ipynb, cell 6661675a (chapter 9)
 async def start_lane(lane: Lane) -> None:

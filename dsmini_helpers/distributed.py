@@ -8,11 +8,14 @@ __all__ = [
     "STRATEGIES",
     "pick_backend",
     "torchrun_env",
+    "Ranks",
     "Parallel",
     "init_distributed",
     "local_rows",
     "sum_gradients",
     "wrap_ddp",
+    "load_counts",
+    "balance_loss",
     "RouterTap",
     "sync_expert_loads",
     "FULL",
@@ -47,7 +50,8 @@ from torch.nn.parallel import DistributedDataParallel
 from dsmini_helpers.device import get_device
 from dsmini_helpers.masking import IGNORE_INDEX
 from dsmini_helpers.model import DSMiniModel
-from dsmini_helpers.moe import MoE, moe_aux_loss, moe_layers
+from dsmini_helpers.moe import MoE, moe_layers
+from dsmini_helpers.train import OneProcess
 
 STRATEGIES = ("none", "ddp", "fsdp")
 
@@ -61,23 +65,17 @@ def torchrun_env() -> dict[str, int] | None:
     """rank, local_rank and world_size as torchrun sets them; None otherwise."""
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
         return None
-    return {
-        k.lower(): int(os.environ.get(k, 0))
-        for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE")
-    }
+    keys = ("RANK", "LOCAL_RANK", "WORLD_SIZE")
+    return {k.lower(): int(os.environ.get(k, 0)) for k in keys}
 
 # notebooks/10_scaling_out.ipynb, cell d8d5a1b2 (chapter 10)
 @dataclass
-class Parallel:
-    """How a run is spread over processes; the default, one process, changes nothing.
-
-    Every rank draws the same global batch; each trains on its own rows of it.
-    """
+class Ranks(OneProcess):
+    """This process's place in the job: rank `rank` of `world_size`, and the strategy."""
 
     strategy: str = "none"  # "none", "ddp" or "fsdp"
     rank: int = 0
     world_size: int = 1
-    tap: "RouterTap | None" = field(default=None, repr=False)  # MoE routing (10.5)
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
@@ -86,13 +84,26 @@ class Parallel:
             raise ValueError(f"rank {self.rank} outside world_size {self.world_size}")
 
     @property
-    def is_main(self) -> bool:
-        """Rank 0 alone prints and writes files."""
-        return self.rank == 0
-
-    @property
     def active(self) -> bool:
         return self.strategy != "none"
+
+    def all_sum(self, t: Tensor) -> Tensor:
+        """`t` summed over the ranks (a copy; `t` itself with one process)."""
+        if self.active:
+            t = t.clone()
+            dist.all_reduce(t)
+        return t
+
+    def close(self) -> None:
+        if self.active and dist.is_initialized():
+            dist.destroy_process_group()
+
+# notebooks/10_scaling_out.ipynb, cell d8d5a1b2-s1 (chapter 10)
+@dataclass
+class Parallel(Ranks):
+    """How a run is spread over processes; the default, one process, changes nothing."""
+
+    tap: "RouterTap | None" = field(default=None, repr=False)  # MoE routing (10.5)
 
     def local(self, x: Tensor, y: Tensor, w: float) -> tuple[Tensor, Tensor, float]:
         return local_rows(self, x, y, w)  # section 10.3
@@ -107,30 +118,19 @@ class Parallel:
 
     def aux_loss(self, model: nn.Module) -> Tensor:  # section 10.5
         tap = self.tap
-        return moe_aux_loss(model) if tap is None else tap.global_aux_loss(model)
+        return super().aux_loss(model) if tap is None else tap.global_aux_loss(model)
 
     def sync_expert_loads(self, model: nn.Module) -> None:  # section 10.5
         if self.active:
             sync_expert_loads(model)
 
-    def all_sum(self, t: Tensor) -> Tensor:
-        """`t` summed over the ranks (a copy; `t` itself with one process)."""
-        if self.active:
-            t = t.clone()
-            dist.all_reduce(t)
-        return t
-
     def clip_grad_norm(self, model: nn.Module, max_norm: float) -> Tensor:
         """Clip to the global gradient norm; a plain tensor (FSDP's is a DTensor)."""
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+        norm = super().clip_grad_norm(model, max_norm)
         return norm.full_tensor() if isinstance(norm, DTensor) else norm
 
     def save(self, trainer: Any, write: Callable[[nn.Module, Any], Any]) -> Any:
         return save_on_main(self, trainer, write)  # section 10.6
-
-    def close(self) -> None:
-        if self.active and dist.is_initialized():
-            dist.destroy_process_group()
 
 # notebooks/10_scaling_out.ipynb, cell 109f6336 (chapter 10)
 def init_distributed(strategy: str = "ddp", timeout_s: float = 300.0) -> Parallel:
@@ -147,7 +147,7 @@ def init_distributed(strategy: str = "ddp", timeout_s: float = 300.0) -> Paralle
     if env is None:
         raise ValueError(
             f"strategy {strategy!r} needs several processes: start it with "
-            "torchrun --nproc-per-node N -m dsmini_helpers.pretrain ..."
+            "torchrun --nproc-per-node N -m dsmini_helpers.launch ..."
         )
     device = get_device()
     if device.type == "cuda":
@@ -193,6 +193,24 @@ def wrap_ddp(model: nn.Module) -> DistributedDataParallel:
     return ddp
 
 # notebooks/10_scaling_out.ipynb, cell 5625dfbb (chapter 10)
+def load_counts(m: MoE, experts: Tensor) -> Tensor:
+    """(E + 1,): the top-k slots each expert got, then the number of tokens."""
+    slots = torch.bincount(experts.reshape(-1), minlength=m.n_experts).float()  # (E,)
+    return torch.cat([slots, torch.tensor([float(experts.shape[0])], device=experts.device)])
+
+
+def balance_loss(m: MoE, load: Tensor, n: Tensor, probs: Tensor, logits: Tensor) -> Tensor:
+    """Chapter 5's auxiliary losses of one layer, from the global `load` (E,) of `n` tokens."""
+    total = torch.zeros((), device=load.device)
+    if m.balance == "aux":  # Switch: alpha * E * sum_i f_i * P_i
+        f = load / (n * m.top_k)
+        total = total + m.aux_alpha * m.n_experts * (f * probs.sum(0) / n).sum()
+    if m.z_loss_coef:
+        lse = torch.logsumexp(logits, dim=-1)  # (N,)
+        total = total + m.z_loss_coef * lse.pow(2).sum() / n
+    return total
+
+# notebooks/10_scaling_out.ipynb, cell 5625dfbb-s1 (chapter 10)
 class RouterTap:
     """The routing of each MoE layer's last training forward, for global statistics."""
 
@@ -204,42 +222,21 @@ class RouterTap:
     def _record(self, m: MoE, args: tuple, out: Tensor) -> None:
         if m.training and torch.is_grad_enabled():
             x = args[0]  # (B, T, C)
-            experts, _, probs, logits = m.route(
-                x.reshape(-1, x.shape[-1])
-            )  # (N, k), (N, E)
+            experts, _, probs, logits = m.route(x.reshape(-1, x.shape[-1]))  # (N, k), (N, E)
             self.seen[m] = (experts, probs, logits)
 
     def global_aux_loss(self, model: nn.Module) -> Tensor:
         """This rank's part of the auxiliary loss of the global micro-batch (summed over
         the ranks, the parts give the loss of the whole micro-batch)."""
         layers = [m for m in moe_layers(model) if m in self.seen]
-        dev = next(model.parameters()).device
+        total = torch.zeros((), device=next(model.parameters()).device)
         if not layers:
-            return torch.zeros((), device=dev)
-        counts = torch.cat(
-            [
-                torch.cat(
-                    [  # per layer: (E,) assignments, then (1,) tokens
-                        torch.bincount(
-                            self.seen[m][0].reshape(-1), minlength=m.n_experts
-                        ).float(),
-                        torch.tensor([float(self.seen[m][0].shape[0])], device=dev),
-                    ]
-                )
-                for m in layers
-            ]
-        )
+            return total
+        counts = torch.cat([load_counts(m, self.seen[m][0]) for m in layers])
         dist.all_reduce(counts)  # global loads and token counts, one call for all layers
-        total = torch.zeros((), device=dev)
         for m, c in zip(layers, counts.split([m.n_experts + 1 for m in layers])):
-            experts, probs, logits = self.seen.pop(m)
-            load, n = c[:-1], c[-1]  # (E,), ()
-            if m.balance == "aux":  # Switch: alpha * E * sum_i f_i * P_i
-                f = load / (n * m.top_k)
-                total = total + m.aux_alpha * m.n_experts * (f * probs.sum(0) / n).sum()
-            if m.z_loss_coef:
-                lse = torch.logsumexp(logits, dim=-1)
-                total = total + m.z_loss_coef * lse.pow(2).sum() / n
+            _, probs, logits = self.seen.pop(m)
+            total = total + balance_loss(m, c[:-1], c[-1], probs, logits)  # (E,), ()
         return total
 
 # notebooks/10_scaling_out.ipynb, cell 85ec237b (chapter 10)

@@ -4,29 +4,77 @@
 Exported from notebooks/07_pretraining.ipynb; each definition names its notebook cell.
 """
 
-__all__ = ["evaluate", "unigram_baseline"]
+__all__ = [
+    "FREQUENCY_EDGES",
+    "FREQUENCY_BANDS",
+    "WORD_CLASSES",
+    "FUNCTION_WORDS",
+    "frequency_bands",
+    "word_classes",
+    "evaluate",
+    "unigram_baseline",
+    "evaluate_by_source",
+]
 
 
 # notebooks/07_pretraining.ipynb, cell 859e51df (chapter 7)
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from dsmini_helpers.batches import make_valid_set
 from dsmini_helpers.constants import IGNORE_INDEX, SPECIAL_IDS
 from dsmini_helpers.optim import autocast
 
+FREQUENCY_EDGES = (10, 100, 1000, 5000)  # rank edges of the frequency bands
+FREQUENCY_BANDS = ("top 10", "11-100", "101-1k", "1k-5k", "5k+")
+WORD_CLASSES = ("punctuation", "function word", "content word")
+FUNCTION_WORDS = frozenset(
+    "a an the this that these those and or but if as of in on at by for from to with about into over "
+    "after before between through during without under is are was were be been being has have had do "
+    "does did will would can could may might shall should must not no it its he him his she her they "
+    "them their we us our i me my you your who whom whose which what when where there here than then "
+    "so also".split())
 
+
+def frequency_bands(train_tokens: np.ndarray, vocab_size: int,
+                    edges: Sequence[int] = FREQUENCY_EDGES) -> Tensor:
+    """(V,) band of each token by its frequency rank in the training data (band 0: the most frequent)."""
+    counts = np.bincount(np.asarray(train_tokens), minlength=vocab_size)
+    rank = np.empty(vocab_size, dtype=np.int64)
+    rank[np.argsort(-counts, kind="stable")] = np.arange(vocab_size)
+    return torch.from_numpy(np.searchsorted(np.asarray(edges), rank, side="right"))
+
+
+def word_classes(tokenizer: Any) -> Tensor:
+    """(V,) class of each token: 0 punctuation, 1 a function word, 2 anything else (words, pieces)."""
+    classes = torch.full((tokenizer.get_vocab_size(),), 2, dtype=torch.long)
+    for i in range(tokenizer.get_vocab_size()):
+        word = tokenizer.decode([i]).strip().lower()
+        if word and not any(ch.isalnum() for ch in word):
+            classes[i] = 0
+        elif word in FUNCTION_WORDS:
+            classes[i] = 1
+    return classes
+
+# notebooks/07_pretraining.ipynb, cell 859e51df-e (chapter 7)
 @torch.no_grad()
 def evaluate(model: nn.Module, valid_set: Sequence[tuple[Tensor, Tensor]],
-             device: torch.device | str = "cpu",
-             dtype: torch.dtype = torch.float32) -> dict[str, float]:
-    """Masked-token loss, accuracy and perplexity of `model` on fixed batches."""
+             device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
+             groups: dict[str, Tensor] | None = None) -> dict[str, Any]:
+    """Masked-token loss, accuracy and perplexity of `model` on fixed batches.
+
+    `groups` maps a name to each token's group, (V,); each group's accuracy is then `<name>_accuracy`.
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
+    groups = {name: g.to(device) for name, g in (groups or {}).items()}
+    tallies = {name: torch.zeros(2, int(g.max()) + 1, device=device) for name, g in groups.items()}
     counts, sums = [], []  # per batch: masked tokens (host), [loss, correct] (device)
     for inputs, labels in valid_set:
         target = labels[labels != IGNORE_INDEX].to(device)  # (N,): head's row order
@@ -34,18 +82,24 @@ def evaluate(model: nn.Module, valid_set: Sequence[tuple[Tensor, Tensor]],
             continue
         with autocast(device, dtype):
             out = model(inputs.to(device), None, labels.to(device))
-        correct = (out.logits.argmax(-1) == target).sum()
-        sums.append(torch.stack([out.loss.float(), correct.float()]))
+        hit = (out.logits.argmax(-1) == target).float()  # (N,)
+        sums.append(torch.stack([out.loss.float(), hit.sum()]))
         counts.append(target.numel())
+        for name, g in groups.items():  # tallies[name]: (2, n_groups) right answers, tokens
+            n_groups = tallies[name].shape[1]
+            tallies[name] += torch.stack([torch.bincount(g[target], hit, n_groups),
+                                          torch.bincount(g[target], minlength=n_groups).float()])
     model.train(was_training)
     if not counts:
         raise ValueError("the valid set has no masked tokens")
-    values = torch.stack(sums).tolist()  # the one host sync
+    values = torch.stack(sums).tolist()  # the one host sync (and one per group below)
     n = sum(counts)
     loss = sum(mean * c for (mean, _), c in zip(values, counts)) / n
-    correct = sum(int(right) for _, right in values)
-    return {"valid_loss": loss, "valid_accuracy": correct / n,
-            "valid_perplexity": math.exp(min(loss, 50.0)), "masked_tokens": n}
+    metrics = {"valid_loss": loss, "valid_accuracy": sum(int(right) for _, right in values) / n,
+               "valid_perplexity": math.exp(min(loss, 50.0)), "masked_tokens": n}
+    for name, (right, total) in tallies.items():
+        metrics[f"{name}_accuracy"] = [r / t if t else None for r, t in zip(right.tolist(), total.tolist())]
+    return metrics
 
 # notebooks/07_pretraining.ipynb, cell 123bef3b (chapter 7)
 def unigram_baseline(train_tokens: np.ndarray, valid_set: Sequence[tuple[Tensor, Tensor]],
@@ -62,3 +116,21 @@ def unigram_baseline(train_tokens: np.ndarray, valid_set: Sequence[tuple[Tensor,
     loss = float(-np.log(probs[target]).mean())
     return {"valid_loss": loss, "valid_accuracy": float((target == best).mean()),
             "valid_perplexity": math.exp(loss), "token": best}
+
+# notebooks/07_pretraining.ipynb, cell bysource-fn (chapter 7)
+def evaluate_by_source(model: nn.Module, arrays: dict[str, np.ndarray], vocab_size: int, *,
+                       n_batches: int, batch_size: int, seq_len: int, rate: float,
+                       device: torch.device | str = "cpu") -> dict[str, dict[str, Any]]:
+    """`evaluate` on each source's validation tokens (name -> tokens): fixed windows, masked as the headline
+    set is; a source with fewer tokens gets fewer windows, one shorter than a window is reported as skipped."""
+    results: dict[str, dict[str, Any]] = {}
+    for name, tokens in arrays.items():
+        windows = min(n_batches * batch_size, (len(tokens) - 1) // seq_len)
+        if windows < 1:
+            results[name] = {"skipped": f"{len(tokens)} tokens, fewer than one window of {seq_len}"}
+            continue
+        b = min(batch_size, windows)
+        valid = make_valid_set(tokens, vocab_size, n_batches=windows // b, batch_size=b, seq_len=seq_len,
+                               rate=rate)
+        results[name] = evaluate(model, valid, device)
+    return results

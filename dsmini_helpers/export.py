@@ -63,9 +63,10 @@ MODULE_DOCS: dict[str, str] = {
     "metrics": "Chapter 7: training records kept on the device until a log point, throughput, metrics.jsonl.",
     "train": "Chapter 7: TrainConfig and the training loop with its small named helpers.",
     "runs": "Chapter 7: the profile's checkpoint, trained once per config, code and tokenizer; ablations.",
-    "pretrain": "Chapter 7: the command line, `python -m dsmini_helpers.pretrain --config ...` (torchrun too).",
+    "pretrain": "Chapter 7: the command line, `python -m dsmini_helpers.pretrain --config ...`.",
     "generation": "Chapter 8: text from a masked LM by iterative unmasking (low-confidence remasking).",
     "inference": "Chapter 8: fill-mask, embeddings, summaries and the Model object that serves them.",
+    "inspection": "Chapter 8: inside a trained model: attention weights and expert routing, captured by hooks.",
     "schemas": "Chapter 9: the API's contract: strict request and response models with limits.",
     "admission": "Chapter 9: admission control: bounded lanes, 429 with Retry-After, deadlines, cancellation.",
     "batching": "Chapter 9: requests that arrive together share a forward pass, within a token budget.",
@@ -74,6 +75,7 @@ MODULE_DOCS: dict[str, str] = {
     "server_transport": "Chapter 9 plumbing: uvicorn's transport limits and a launcher for tests and benchmarks.",
     "api": "Chapter 9: `app`, what `uvicorn dsmini_helpers.api:app` (make serve) runs.",
     "distributed": "Chapter 10: the same train() under torchrun: DDP, FSDP2, global batches and statistics.",
+    "launch": "Chapter 10: chapter 7's command line under torchrun, `-m dsmini_helpers.launch --parallel ddp`.",
     "hf": "Chapter 10: checkpoints that Hugging Face's Hub, transformers and pipeline() load.",
 }
 LINE = 120  # ruff's line length: long headers (a module fed by several notebooks) are wrapped

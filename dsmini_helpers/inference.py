@@ -9,6 +9,10 @@ __all__ = [
     "glue_masks",
     "top_candidates",
     "fill_mask_candidates",
+    "PROBES_FILE",
+    "load_probes",
+    "score_probes",
+    "probe_summary",
     "mean_pool",
     "cls_pool",
     "l2_normalize",
@@ -17,6 +21,13 @@ __all__ = [
     "masked_accuracy_by_rate",
     "lexrank",
     "top_sentences",
+    "special_token_ids",
+    "mask_choices",
+    "check_fill_mask",
+    "check_embed",
+    "check_prompt",
+    "TokenizedModel",
+    "Reader",
     "Model",
 ]
 
@@ -79,6 +90,62 @@ def fill_mask_candidates(logits: Tensor, ids: Tensor, mask_id: int, top_k: int =
     positions = (ids == mask_id).nonzero().flatten().tolist()
     top_ids, probs = top_candidates(logits[positions], top_k, banned_ids)  # (N, k), (N, k)
     return [(pos, top_ids[j], probs[j]) for j, pos in enumerate(positions)]
+
+# notebooks/08_inference.ipynb, cell probes-load (chapter 8)
+import json
+
+from dsmini_helpers.cache import REPO_ROOT
+from dsmini_helpers.constants import SPECIAL_IDS
+
+PROBES_FILE = REPO_ROOT / "experiments" / "probes.json"
+
+
+def load_probes(path: str | Path = PROBES_FILE) -> list[dict[str, Any]]:
+    """The fill-mask probe set: dicts with `kind`, `text` (exactly one [MASK]) and `answers` (words)."""
+    probes = json.loads(Path(path).read_text(encoding="utf-8"))["probes"]
+    bad = [p["text"] for p in probes if p["text"].count("[MASK]") != 1 or not p["answers"]]
+    if bad:
+        raise ValueError(f"each probe needs exactly one [MASK] and an answer; these do not: {bad}")
+    return probes
+
+
+@torch.inference_mode()
+def score_probes(net: torch.nn.Module, tokenizer: Any, probes: Sequence[dict[str, Any]],
+                 top_k: int = 5) -> list[dict[str, Any]]:
+    """Each probe with the model's top_k guesses and `rank`, the place of the first right one (None: none).
+
+    `scorable` is False when no answer is a single token after a space (" Paris").
+    """
+    device = next(net.parameters()).device
+    cls_id, sep_id, mask_id = (tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[MASK]"))
+    rows = []
+    for probe in probes:
+        pieces = [tokenizer.encode(" " + a, add_special_tokens=False).ids for a in probe["answers"]]
+        right = {ids[0] for ids in pieces if len(ids) == 1}
+        text_ids = tokenizer.encode(glue_masks(probe["text"], tokenizer), add_special_tokens=False).ids
+        ids = torch.tensor([cls_id, *text_ids, sep_id], device=device)  # (T,)
+        logits = net(ids[None]).logits[0].float().cpu()  # (T, V)
+        [(_, top, probs)] = fill_mask_candidates(logits, ids.cpu(), mask_id, top_k, SPECIAL_IDS)
+        hits = [j + 1 for j, i in enumerate(top.tolist()) if i in right]
+        rows.append({**probe, "guess_ids": top.tolist(),
+                     "guesses": [tokenizer.decode([i]).strip() for i in top.tolist()],
+                     "top_probability": float(probs[0]), "scorable": bool(right),
+                     "rank": hits[0] if hits else None})
+    return rows
+
+# notebooks/08_inference.ipynb, cell probes-summary (chapter 8)
+def probe_summary(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Top-1 and top-5 accuracy over the scorable probes, overall and per kind."""
+    def rates(group: list[dict[str, Any]]) -> dict[str, float]:
+        n = len(group)
+        return {"probes": n,
+                "top1": sum(r["rank"] == 1 for r in group) / n if n else float("nan"),
+                "top5": sum(r["rank"] is not None and r["rank"] <= 5 for r in group) / n if n else float("nan")}
+
+    scored = [r for r in rows if r["scorable"]]
+    kinds = sorted({r["kind"] for r in scored})
+    return {**rates(scored), "unscorable": len(rows) - len(scored),
+            "by_kind": {k: rates([r for r in scored if r["kind"] == k]) for k in kinds}}
 
 # notebooks/08_inference.ipynb, cell 6953a93e (chapter 8)
 def mean_pool(hidden: Tensor, attention_mask: Tensor) -> Tensor:
@@ -180,12 +247,51 @@ def top_sentences(scores: Tensor, k: int) -> list[int]:
 from dsmini_helpers.generation import diffusion_generate  # noqa: E402
 
 # notebooks/08_inference.ipynb, cell b856b84d-s1 (chapter 8)
-class Model:
-    """A loaded checkpoint that answers fill-mask, embed, generate and summarize requests.
+def special_token_ids(tokenizer: Any) -> dict[str, int]:
+    """The id of each special token; a tokenizer without them cannot drive the model."""
+    ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
+    missing = [t for t, i in ids.items() if i is None]
+    if missing:
+        raise ValueError(f"the tokenizer lacks the special tokens {missing}")
+    return ids
 
-    Every call runs under `torch.inference_mode()` and a lock, so one `Model` can be shared by the threads of a
-    web server: requests queue for the model one at a time (PyTorch already uses all cores inside one call).
-    """
+
+def mask_choices(found: list[tuple[int, Tensor, Tensor]], ids: list[int],
+                 decode: Any) -> tuple[list[list[dict[str, Any]]], list[int]]:
+    """fill_mask_candidates' answer as JSON-ready candidates per [MASK], and the ids with
+    each [MASK] replaced by its first choice."""
+    filled, masks = list(ids), []
+    for pos, top_ids, probs in found:
+        filled[pos] = int(top_ids[0])
+        masks.append([{"token": decode([i]).strip(), "id": int(i), "probability": float(p)}
+                      for i, p in zip(top_ids.tolist(), probs.tolist())])
+    return masks, filled
+
+
+def check_fill_mask(ids: list[int], mask_id: int, max_len: int) -> None:
+    if mask_id not in ids:
+        raise ValueError("the text must contain at least one [MASK], e.g. 'Paris is the [MASK] of France.'")
+    if len(ids) > max_len:
+        raise ValueError(f"the text is {len(ids)} tokens long; the model reads at most {max_len}")
+
+
+def check_embed(texts: Sequence[str], pooling: str) -> None:
+    if isinstance(texts, str):
+        raise TypeError("texts must be a list of strings, not one string")
+    if pooling not in POOLING:
+        raise ValueError(f"pooling must be one of {sorted(POOLING)}, got {pooling!r}")
+
+
+def check_prompt(prompt_ids: list[int], max_new_tokens: int, mask_id: int, max_len: int) -> None:
+    if mask_id in prompt_ids:
+        raise ValueError("the prompt must not contain [MASK]; use fill_mask for that")
+    if len(prompt_ids) + max_new_tokens + 1 > max_len:
+        raise ValueError(f"prompt ({len(prompt_ids) - 1} tokens) + max_new_tokens ({max_new_tokens}) "
+                         f"exceeds the model's context of {max_len - 2} tokens")
+
+# notebooks/08_inference.ipynb, cell b856b84d-s2 (chapter 8)
+class TokenizedModel:
+    """A network with its tokenizer on one device: text to ids (B, T) and back."""
 
     def __init__(self, model: torch.nn.Module, tokenizer: Any, device: torch.device | str | None = None,
                  name: str = "dsmini", max_len: int | None = None):
@@ -194,32 +300,14 @@ class Model:
         self.tokenizer = tokenizer
         tokenizer.no_padding()  # we pad and truncate ourselves, keeping [CLS] ... [SEP]
         tokenizer.no_truncation()
-        ids = {t: tokenizer.token_to_id(t) for t in SPECIAL_TOKENS}
-        missing = [t for t, i in ids.items() if i is None]
-        if missing:
-            raise ValueError(f"the tokenizer lacks the special tokens {missing}")
+        ids = special_token_ids(tokenizer)
         self.pad_id, self.unk_id, self.cls_id, self.sep_id, self.mask_id = (ids[t] for t in SPECIAL_TOKENS)
         self.special_ids = sorted(ids.values())
         self.name = name
         self.max_len = max_len or context_length(model)
         self.n_parameters = sum(p.numel() for p in model.parameters())
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one forward pass at a time (see Model)
 
-    @classmethod
-    def load(cls, checkpoint_dir: str | Path, device: torch.device | str | None = None) -> "Model":
-        """Load a chapter-7 checkpoint folder (safetensors weights + config JSON + tokenizer.json)."""
-        path = Path(checkpoint_dir)
-        if not path.is_dir():
-            raise FileNotFoundError(f"no checkpoint folder at {path}")
-        model, tokenizer, _state = load_checkpoint(path)
-        return cls(model, tokenizer, device=device, name=path.name)
-
-    def describe(self) -> dict[str, Any]:
-        """Name, device, parameter count, context length and vocabulary size (for /health)."""
-        return {"model": self.name, "device": str(self.device), "parameters": self.n_parameters,
-                "context_length": self.max_len, "vocab_size": self.tokenizer.get_vocab_size()}
-
-    # -- tokens -------------------------------------------------------------------------------------------
     def tokens(self, text: str) -> list[int]:
         """The token ids of `text`, without [CLS]/[SEP]."""
         if not isinstance(text, str):
@@ -242,34 +330,40 @@ class Model:
         """Raw MLM logits (B, T, V) for ids (B, T)."""
         return self.net(ids, attention_mask=attention_mask).logits
 
-    # -- the four tasks -----------------------------------------------------------------------------------
+# notebooks/08_inference.ipynb, cell b856b84d-s3 (chapter 8)
+class Reader(TokenizedModel):
+    """Fill-mask and sentence embeddings from a loaded checkpoint."""
+
+    @classmethod
+    def load(cls, checkpoint_dir: str | Path, device: torch.device | str | None = None) -> "Reader":
+        """Load a chapter-7 checkpoint folder (safetensors weights + config JSON + tokenizer.json)."""
+        path = Path(checkpoint_dir)
+        if not path.is_dir():
+            raise FileNotFoundError(f"no checkpoint folder at {path}")
+        model, tokenizer, _state = load_checkpoint(path)
+        return cls(model, tokenizer, device=device, name=path.name)
+
+    def describe(self) -> dict[str, Any]:
+        """Name, device, parameter count, context length and vocabulary size (for /health)."""
+        return {"model": self.name, "device": str(self.device), "parameters": self.n_parameters,
+                "context_length": self.max_len, "vocab_size": self.tokenizer.get_vocab_size()}
+
     @torch.inference_mode()
     def fill_mask(self, text: str, top_k: int = 5) -> dict[str, Any]:
         """Candidates for every [MASK] in `text`: {"masks": [[{token, id, probability}, ...], ...], "filled"}."""
         ids = [self.cls_id, *self.tokens(glue_masks(text, self.tokenizer)), self.sep_id]
-        if self.mask_id not in ids:
-            raise ValueError("the text must contain at least one [MASK], e.g. 'Paris is the [MASK] of France.'")
-        if len(ids) > self.max_len:
-            raise ValueError(f"the text is {len(ids)} tokens long; the model reads at most {self.max_len}")
+        check_fill_mask(ids, self.mask_id, self.max_len)
         x = torch.tensor([ids], device=self.device)  # (1, T)
         with self._lock:
             logits = self.net(x).logits[0].cpu()  # (T, V)
         found = fill_mask_candidates(logits, x[0].cpu(), self.mask_id, top_k, self.special_ids)
-        filled = list(ids)
-        masks = []
-        for pos, top_ids, probs in found:
-            filled[pos] = int(top_ids[0])
-            masks.append([{"token": self.decode([i]).strip(), "id": int(i), "probability": float(p)}
-                          for i, p in zip(top_ids.tolist(), probs.tolist())])
+        masks, filled = mask_choices(found, ids, self.decode)
         return {"masks": masks, "filled": self.decode(filled)}
 
     @torch.inference_mode()
     def embed(self, texts: Sequence[str], pooling: str = "mean", batch_size: int = 32) -> Tensor:
         """L2-normalised sentence embeddings (N, C) on the CPU; pooling "mean" (non-padding tokens) or "cls"."""
-        if isinstance(texts, str):
-            raise TypeError("texts must be a list of strings, not one string")
-        if pooling not in POOLING:
-            raise ValueError(f"pooling must be one of {sorted(POOLING)}, got {pooling!r}")
+        check_embed(texts, pooling)
         out = []
         for i in range(0, len(texts), batch_size):
             ids, mask = self.batch(texts[i: i + batch_size])
@@ -278,17 +372,21 @@ class Model:
             out.append(l2_normalize(POOLING[pooling](hidden.float(), mask)).cpu())
         return torch.cat(out) if out else torch.empty(0, 0)
 
+# notebooks/08_inference.ipynb, cell b856b84d-s4 (chapter 8)
+class Model(Reader):
+    """A loaded checkpoint that answers fill-mask, embed, generate and summarize requests.
+
+    Every call runs under `torch.inference_mode()` and a lock, so one `Model` can be shared by the threads of a
+    web server: requests queue for the model one at a time (PyTorch already uses all cores inside one call).
+    """
+
     @torch.inference_mode()
     def generate(self, prompt: str, max_new_tokens: int = 16, steps: int | None = None,
                  block_length: int | None = None, temperature: float = 0.0, top_k: int | None = None,
                  remasking: str = "low_confidence", seed: int | None = None) -> dict[str, Any]:
         """Continue `prompt` with `max_new_tokens` tokens by iterative unmasking (see `diffusion_generate`)."""
         prompt_ids = [self.cls_id, *self.tokens(prompt)]
-        if self.mask_id in prompt_ids:
-            raise ValueError("the prompt must not contain [MASK]; use fill_mask for that")
-        if len(prompt_ids) + max_new_tokens + 1 > self.max_len:
-            raise ValueError(f"prompt ({len(prompt_ids) - 1} tokens) + max_new_tokens ({max_new_tokens}) "
-                             f"exceeds the model's context of {self.max_len - 2} tokens")
+        check_prompt(prompt_ids, max_new_tokens, self.mask_id, self.max_len)
         steps = steps or max_new_tokens
         x = torch.tensor([prompt_ids], device=self.device)  # (1, P)
         sep = torch.tensor([[self.sep_id]], device=self.device)

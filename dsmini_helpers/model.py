@@ -49,7 +49,7 @@ class DSMiniConfig:
     n_experts: int = 4               # routed experts per MoE layer
     top_k: int = 1                   # experts each token is sent to
     n_shared: int = 0                # shared experts every token goes through (DeepSeekMoE)
-    balance: str = "aux"             # "aux" (Switch loss), "bias" (DeepSeek-V3, loss-free) or "none"
+    balance: str = "bias"            # "bias" (DeepSeek-V3, loss-free), "aux" (Switch loss) or "none"
     capacity_factor: float | None = None  # None: no token is ever dropped
     max_len: int = 512               # longest sequence the model accepts
     dropout: float = 0.0             # on the embeddings, residual branches and attention weights

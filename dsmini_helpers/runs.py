@@ -55,14 +55,16 @@ def find_checkpoint(profile_name: str | None = None, variant: str = "default") -
     return latest_checkpoint(artefact_dir(kind, key))
 
 # notebooks/07_pretraining.ipynb, cell 8f5855dd-s1 (chapter 7)
-def get_checkpoint(profile_name: str | None = None, variant: str = "default") -> Path:
+def get_checkpoint(profile_name: str | None = None, variant: str = "default",
+                   **train_kwargs: Any) -> Path:
     """The latest checkpoint of the profile's run, training it first if missing (once, under a lock).
 
     "default" lives in data/checkpoints/<key>/ (what chapter 9 serves), other variants in
     data/runs/<key>/. A changed config, training code or tokenizer gives a new key: a new run.
+    `train_kwargs` (e.g. a `callback` that draws the loss) go to `train` when it runs.
     """
     kind, key, cfg = run_artefact(profile_name, variant)
-    build = lambda folder: train(cfg, folder, progress=False)
+    build = lambda folder: train(cfg, folder, **{"progress": False, **train_kwargs})
     folder = get_artefact(kind, key, build, inputs={"train_config": asdict(cfg)})
     found = latest_checkpoint(folder)
     if found is None:

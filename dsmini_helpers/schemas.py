@@ -10,6 +10,7 @@ __all__ = [
     "check_user_text",
     "Text",
     "Strict",
+    "check_steps_cover_blocks",
     "GenerateRequest",
     "GenerateResponse",
     "PredictRequest",
@@ -74,6 +75,16 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 # notebooks/09_serving.ipynb, cell 11d617dc (chapter 9)
+def check_steps_cover_blocks(max_new_tokens: int, block_length: int | None,
+                             steps: int | None) -> None:
+    """Each block needs a step: say so, rather than silently run more steps."""
+    if block_length is not None and steps is not None:
+        blocks = math.ceil(max_new_tokens / block_length)
+        if steps < blocks:
+            raise ValueError(f"steps ({steps}) must be at least the number of blocks "
+                             f"({blocks} of {block_length} tokens)")
+
+# notebooks/09_serving.ipynb, cell 11d617dc-s1 (chapter 9)
 class GenerateRequest(Strict):
     prompt: Text = Field(
         description="Text to continue (plain text: `[MASK]` is just characters here).",
@@ -81,40 +92,26 @@ class GenerateRequest(Strict):
     )
     max_new_tokens: int = Field(16, ge=1, le=LIMITS["max_new_tokens"])
     steps: int | None = Field(
-        None,
-        ge=1,
-        le=LIMITS["max_steps"],
-        description=("Unmasking steps (default: one per new token; 1 = one-shot)."),
+        None, ge=1, le=LIMITS["max_steps"],
+        description="Unmasking steps (default: one per new token; 1 = one-shot).",
     )
     block_length: int | None = Field(
-        None,
-        ge=1,
-        le=LIMITS["max_new_tokens"],
-        description=(
-            "Fill blocks of this many tokens left to right; "
-            "needs steps >= the number of blocks."
-        ),
+        None, ge=1, le=LIMITS["max_new_tokens"],
+        description="Fill blocks of this many tokens left to right; "
+        "needs steps >= the number of blocks.",
     )
-    temperature: float = Field(
-        0.0, ge=0.0, le=5.0, allow_inf_nan=False, description="0 = greedy"
-    )
+    temperature: float = Field(0.0, ge=0.0, le=5.0, allow_inf_nan=False,
+                               description="0 = greedy")
     top_k: int | None = Field(None, ge=1, le=LIMITS["max_top_k"])
     remasking: Literal["low_confidence", "random"] = "low_confidence"
-    seed: int | None = Field(
-        None, ge=0, le=2**32 - 1, description="Makes sampling repeatable."
-    )
+    seed: int | None = Field(None, ge=0, le=2**32 - 1,
+                             description="Makes sampling repeatable.")
 
     _clean = field_validator("prompt")(check_user_text)
 
     @model_validator(mode="after")
     def _steps_cover_blocks(self) -> "GenerateRequest":
-        if self.block_length is not None and self.steps is not None:
-            blocks = math.ceil(self.max_new_tokens / self.block_length)
-            if self.steps < blocks:  # each block needs a step: say so, do not run more silently
-                raise ValueError(
-                    f"steps ({self.steps}) must be at least the number of blocks "
-                    f"({blocks} of {self.block_length} tokens)"
-                )
+        check_steps_cover_blocks(self.max_new_tokens, self.block_length, self.steps)
         return self
 
 # notebooks/09_serving.ipynb, cell e79503fa (chapter 9)

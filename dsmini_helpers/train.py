@@ -5,7 +5,10 @@ Exported from notebooks/07_pretraining.ipynb; each definition names its notebook
 """
 
 __all__ = [
+    "RunSizes",
+    "check_train_config",
     "TrainConfig",
+    "OneProcess",
     "build_model",
     "Trainer",
     "resume",
@@ -18,11 +21,14 @@ __all__ = [
     "check_finite",
     "is_save_point",
     "is_log_point",
+    "training_data",
+    "progress_bar",
     "train",
 ]
 
 
 # notebooks/07_pretraining.ipynb, cell 92ff7df2 (chapter 7)
+import contextlib
 import json
 import math
 from collections.abc import Callable
@@ -49,22 +55,20 @@ from dsmini_helpers.checkpoint import (
 )
 from dsmini_helpers.constants import IGNORE_INDEX
 from dsmini_helpers.device import get_device, seed_everything
-from dsmini_helpers.distributed import Parallel
-from dsmini_helpers.evaluation import evaluate
+from dsmini_helpers.evaluation import evaluate, frequency_bands, word_classes
 from dsmini_helpers.masking import OBJECTIVES, check_rate, mask_batch
 from dsmini_helpers.metrics import MetricsLog, PendingSteps, Throughput
 from dsmini_helpers.model import DSMiniConfig, DSMiniModel, config_for_profile
-from dsmini_helpers.moe import moe_update_biases
+from dsmini_helpers.moe import moe_aux_loss, moe_update_biases
 from dsmini_helpers.optim import autocast, fused_adamw, lr_at, param_groups, pick_precision, to_device
 from dsmini_helpers.profiles import get_profile
 from dsmini_helpers.tokenizer import get_tokenizer
 
 # notebooks/07_pretraining.ipynb, cell ad9e175e (chapter 7)
 @dataclass
-class TrainConfig:
-    """One training run, as plain data (saved as JSON in every checkpoint)."""
+class RunSizes:
+    """The sizes of a run: no defaults, each profile's come from its experiment file (`train:`)."""
 
-    # the sizes of a run: no defaults, each profile's come from its experiment file (`train:`)
     model: str | dict  # a profile name for config_for_profile, or DSMiniConfig fields
     max_steps: int
     batch_size: int
@@ -73,7 +77,24 @@ class TrainConfig:
     warmup_steps: int
     eval_every: int
     eval_batches: int
-    # the recipe: the same for every profile unless a run says otherwise
+
+
+def check_train_config(cfg: "TrainConfig") -> None:
+    """Reject a config that could only fail later, or train on nonsense."""
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {cfg.objective!r}")
+    for name in ("max_steps", "batch_size", "seq_len", "grad_accum", "log_every", "eval_every",
+                 "eval_batches"):
+        if int(getattr(cfg, name)) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    check_rate(cfg.mask_rate, "mask_rate")
+    check_rate(cfg.variable_mix, "variable_mix")
+
+# notebooks/07_pretraining.ipynb, cell ad9e175e-s1 (chapter 7)
+@dataclass
+class TrainConfig(RunSizes):
+    """One training run, as plain data (saved as JSON in every checkpoint): sizes and recipe."""
+
     model_overrides: dict = field(default_factory=dict)  # DSMiniConfig fields to change (ablations)
     grad_accum: int = 1
     min_lr_ratio: float = 0.1
@@ -91,14 +112,7 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.objective not in OBJECTIVES:
-            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
-        for name in ("max_steps", "batch_size", "seq_len", "grad_accum", "log_every", "eval_every",
-                     "eval_batches"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        check_rate(self.mask_rate, "mask_rate")
-        check_rate(self.variable_mix, "variable_mix")
+        check_train_config(self)
         self.betas = tuple(self.betas)
 
     @classmethod
@@ -115,6 +129,44 @@ class TrainConfig:
         """The profile's run (the `train:` section of its experiment file), with `overrides`."""
         profile = get_profile(name)
         return cls.from_dict({"model": profile.name, **profile.experiment()["train"], **overrides})
+
+# notebooks/07_pretraining.ipynb, cell ad21184b-h (chapter 7)
+class OneProcess:
+    """The hooks `train` calls to spread a run over processes, here for one process."""
+
+    rank, world_size = 0, 1
+
+    @property
+    def is_main(self) -> bool:
+        """The process that prints and writes files (rank 0)."""
+        return self.rank == 0
+
+    def local(self, x: Tensor, y: Tensor, w: float) -> tuple[Tensor, Tensor, float]:
+        return x, y, w  # this rank's rows of the micro-batch, and its share of the loss
+
+    def wrap(self, trainer: "Trainer") -> nn.Module:
+        return trainer.model  # what the forward pass runs through
+
+    def no_sync(self, forward: nn.Module, skip: bool) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext()  # no gradients to exchange
+
+    def aux_loss(self, model: nn.Module) -> Tensor:
+        return moe_aux_loss(model)
+
+    def clip_grad_norm(self, model: nn.Module, max_norm: float) -> Tensor:
+        return torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+    def sync_expert_loads(self, model: nn.Module) -> None:
+        pass  # the load counters already count every token
+
+    def all_sum(self, t: Tensor) -> Tensor:
+        return t
+
+    def save(self, trainer: "Trainer", write: Callable[[nn.Module, Any], Any]) -> Any:
+        return write(trainer.model, trainer.optimizer)
+
+    def close(self) -> None:
+        pass
 
 # notebooks/07_pretraining.ipynb, cell ad21184b (chapter 7)
 def build_model(cfg: TrainConfig) -> nn.Module:
@@ -140,11 +192,11 @@ class Trainer:
     generator: torch.Generator  # draws the windows and the masks
     device: torch.device
     dtype: torch.dtype  # the autocast dtype (float32: no autocast)
-    parallel: Parallel = field(default_factory=Parallel)  # chapter 10; default: one process
+    parallel: OneProcess = field(default_factory=OneProcess)  # chapter 10 hands another
 
     @classmethod
     def create(cls, cfg: TrainConfig, device: torch.device, vocab_size: int,
-               parallel: Parallel | None = None) -> "Trainer":
+               parallel: OneProcess | None = None) -> "Trainer":
         model = build_model(cfg).to(device)
         if model.config.vocab_size != vocab_size:
             raise ValueError(f"model vocab_size {model.config.vocab_size} "
@@ -155,7 +207,7 @@ class Trainer:
         scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         generator = torch.Generator().manual_seed(cfg.seed + 1)
         return cls(cfg, model, optimizer, scaler, generator, device, dtype,
-                   parallel or Parallel())
+                   parallel or OneProcess())
 
 # notebooks/07_pretraining.ipynb, cell e89065c9 (chapter 7)
 def resume(trainer: Trainer, path: str | Path) -> tuple[int, list[dict[str, Any]]]:
@@ -289,26 +341,39 @@ def is_log_point(cfg: TrainConfig, step: int) -> bool:
     return step % cfg.log_every == 0 or at_eval or is_save_point(cfg, step)
 
 # notebooks/07_pretraining.ipynb, cell 5c962912 (chapter 7)
-def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
-          device: str | torch.device | None = None,
-          resume_from: str | Path | None = None, progress: bool = True,
-          token_arrays: dict[str, np.ndarray] | None = None,
-          callback: Callable[[dict, list[dict]], None] | None = None,
-          parallel: Parallel | None = None) -> TrainResult:
-    """Pretrain a DSMiniModel by masked-language modelling, writing to `out_dir`.
-
-    `resume_from` (a checkpoint folder) continues a run exactly where it stopped.
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device) if device is not None else get_device()
-    tokenizer = tokenizer or get_tokenizer()
+def training_data(cfg: TrainConfig, tokenizer: Any,
+                  token_arrays: dict[str, np.ndarray] | None) -> tuple[dict, list, dict, int]:
+    """The token arrays (checked once), the fixed validation set, the token groups it is scored by
+    (frequency band, word class) and the vocabulary size."""
     vocab_size = tokenizer.get_vocab_size()
     arrays = token_arrays or get_token_arrays(tokenizer)
     check_token_range(arrays, vocab_size)  # once: the model skips this check in training
     valid_set = make_valid_set(arrays["valid"], vocab_size, n_batches=cfg.eval_batches,
                                batch_size=cfg.batch_size, seq_len=cfg.seq_len,
                                rate=cfg.mask_rate)
+    groups = {"band": frequency_bands(arrays["train"], vocab_size), "word_class": word_classes(tokenizer)}
+    return arrays, valid_set, groups, vocab_size
+
+
+def progress_bar(cfg: TrainConfig, start: int, show: bool) -> tqdm:
+    """A bar over the steps left, starting at `start` when resuming."""
+    name = cfg.model if isinstance(cfg.model, str) else "custom"
+    return tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
+                disable=not show, desc=f"pretrain {name}")
+
+# notebooks/07_pretraining.ipynb, cell 5c962912-s1 (chapter 7)
+def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
+          device: str | torch.device | None = None, resume_from: str | Path | None = None,
+          progress: bool = True, token_arrays: dict[str, np.ndarray] | None = None,
+          callback: Callable[[dict, list[dict]], None] | None = None,
+          parallel: OneProcess | None = None) -> TrainResult:
+    """Pretrain a DSMiniModel by masked-language modelling, writing to `out_dir`;
+    `resume_from` (a checkpoint folder) continues a run exactly where it stopped."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device) if device is not None else get_device()
+    tokenizer = tokenizer or get_tokenizer()
+    arrays, valid_set, groups, vocab_size = training_data(cfg, tokenizer, token_arrays)
     trainer = Trainer.create(cfg, device, vocab_size, parallel)
     par = trainer.parallel
     start, history = (0, []) if resume_from is None else resume(trainer, resume_from)
@@ -316,18 +381,14 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
     forward = par.wrap(trainer)  # DDP or FSDP (chapter 10); the model itself otherwise
     forward = torch.compile(forward) if cfg.compile else forward
     trainer.model.train()
-    pending = PendingSteps()
-    clock = Throughput(cfg.batch_size * cfg.seq_len * cfg.grad_accum)
+    pending, clock = PendingSteps(), Throughput(cfg.batch_size * cfg.seq_len * cfg.grad_accum)
     checkpoint = None if resume_from is None else Path(resume_from)  # no step left to do
-    name = cfg.model if isinstance(cfg.model, str) else "custom"
-    bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
-               disable=not (progress and par.is_main), desc=f"pretrain {name}")
+    bar = progress_bar(cfg, start, show=progress and par.is_main)
     for step in bar:
         done = step + 1
         with clock.step():
             lr = set_lr(trainer.optimizer, step, cfg)
-            objective, inputs, labels = draw_batch(cfg, arrays["train"], vocab_size,
-                                                   trainer.generator)
+            objective, inputs, labels = draw_batch(cfg, arrays["train"], vocab_size, trainer.generator)
             stats = train_step(trainer, forward, inputs, labels)  # still on the device
             pending.add(done, lr, objective, stats)
             records = pending.flush() if is_log_point(cfg, done) else []  # one sync
@@ -336,8 +397,8 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
             log.write({**record, "tokens_per_s": clock.rate, "world_size": par.world_size})
             bar.set_postfix(loss=f"{record['loss']:.3f}")
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
-            metrics = evaluate(trainer.model, valid_set, device, trainer.dtype)
-            log.write({"kind": "eval", "step": done, **metrics})
+            log.write({"kind": "eval", "step": done,
+                       **evaluate(trainer.model, valid_set, device, trainer.dtype, groups)})
         if is_save_point(cfg, done):
             checkpoint = save(trainer, out_dir, done, log.history, tokenizer)
     bar.close()

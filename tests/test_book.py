@@ -2,9 +2,9 @@
 
 Runs after `make book-ci` over `_build/ci/_build/html` (or $DSMINI_BOOK_HTML): no page loads a script or style
 from a CDN, every page loads with no console error, math is typeset, every figure has loaded, widget areas are
-rendered, moving a slider of chapter 4's and chapter 5's widgets changes what is shown, and code cells fit
-their column at a 1280 x 800 window (book/_static/wide-code.css). Screenshots of each page go to
-`_build/screenshots/`.
+rendered, moving a slider of chapter 4's and chapter 5's widgets, and of chapter 8's widgets on the trained
+model, changes what is shown, and code cells fit their column at a 1280 x 800 window
+(book/_static/wide-code.css). Screenshots of each page go to `_build/screenshots/`.
 """
 
 import functools
@@ -248,6 +248,47 @@ def test_code_cells_fit_their_column(browser, server, page_path):
         page.wait_for_timeout(300)
         assert page.evaluate("() => document.getElementById('pst-secondary-sidebar-modal').open"), \
             "the page header's button does not open the table of contents"
+        assert not errors, f"console errors: {errors}"
+    finally:
+        page.context.close()
+
+
+def _shown_in(box) -> list[str]:
+    """What a widget box shows now: the sources of its visible images and its visible text."""
+    return box.evaluate(
+        "b => Array.from(b.querySelectorAll('img, .routing'))"
+        ".filter(e => e.offsetParent !== null).map(e => e.src ? e.src.slice(-200) : e.innerText)")
+
+
+@pytest.mark.parametrize("widget", ["dsmini-attention-explorer", "dsmini-routing-explorer"])
+def test_chapter_8_widgets_on_the_trained_model_respond(browser, server, widget):
+    """Every slider of chapter 8's attention and routing widgets that has more than one setting changes
+    what its widget shows (a slider with one setting, such as the `ci` model's single sliding layer, is
+    skipped: it cannot move)."""
+    page_path = "notebooks/08_inference.html"
+    _require((BOOK / page_path).exists(), f"{page_path} not built")
+    page, errors, _ = open_page(browser, server, page_path)
+    try:
+        box = page.locator(f".{widget}")
+        box.locator(".widget-slider .noUi-handle").first.wait_for(timeout=15_000)
+        box.scroll_into_view_if_needed()
+        handles = box.locator(".widget-slider .noUi-handle")
+        moved = 0
+        for i in range(handles.count()):
+            handle = handles.nth(i)
+            if handle.get_attribute("aria-valuemax") == handle.get_attribute("aria-valuemin"):
+                continue
+            before = _shown_in(box)
+            assert before, "the widget shows nothing"
+            handle.focus()
+            handle.press("ArrowRight")
+            page.wait_for_timeout(500)
+            after = _shown_in(box)
+            assert after and after != before, f"moving slider {i} did not change the widget"
+            moved += 1
+        assert moved, "no slider of the widget could move"
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        box.screenshot(path=str(SCREENSHOTS / f"08_inference__{widget}.png"))
         assert not errors, f"console errors: {errors}"
     finally:
         page.context.close()

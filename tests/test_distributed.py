@@ -4,6 +4,8 @@ import json
 import multiprocessing as mp
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -129,3 +131,17 @@ def test_a_dead_rank_fails_the_job_loudly(tmp_path):
     assert not alive, "rank 0 hung after its peer died"
     assert procs[0].exitcode not in (0, None) and procs[1].exitcode == 3
     assert time.perf_counter() - t0 < 60
+
+
+def test_launcher_is_chapter_7s_command_line(tmp_path):
+    """`-m dsmini_helpers.launch` trains like `-m dsmini_helpers.pretrain` on one process, and asks for
+    torchrun when a strategy needs several."""
+    out = tmp_path / "launch"
+    args = [sys.executable, "-m", "dsmini_helpers.launch", "--profile", "ci", "--max-steps", "2", "--out", str(out),
+            "--quiet"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    one = subprocess.run(args, capture_output=True, text=True, timeout=600, env=env)
+    assert one.returncode == 0, one.stderr
+    assert f"checkpoint: {out / 'step-0000002'}" in one.stdout
+    ddp = subprocess.run([*args, "--parallel", "ddp"], capture_output=True, text=True, timeout=600, env=env)
+    assert ddp.returncode != 0 and "torchrun --nproc-per-node N -m dsmini_helpers.launch" in ddp.stderr

@@ -424,3 +424,39 @@ def test_masked_accuracy_by_rate_on_the_ci_checkpoints():
         results.append(masked_accuracy_by_rate(net, windows, [0.15, 0.9], tok.get_vocab_size()))
     assert [r["masked_tokens"] for r in results[0]] == [r["masked_tokens"] for r in results[1]]
     assert all(0.0 <= r["accuracy"] <= 1.0 for rows in results for r in rows)
+
+
+# --- the probe set ----------------------------------------------------------------------------------------------
+def test_probe_set_is_well_formed():
+    from dsmini_helpers.inference import load_probes
+
+    probes = load_probes()
+    assert len(probes) >= 30 and len({p["text"] for p in probes}) == len(probes)
+    assert {p["kind"] for p in probes} >= {"function word", "agreement", "number", "day or month", "collocation"}
+
+
+def test_load_probes_rejects_a_probe_without_one_mask(tmp_path):
+    from dsmini_helpers.inference import load_probes
+
+    bad = tmp_path / "probes.json"
+    bad.write_text('{"probes": [{"kind": "x", "text": "no mask here", "answers": ["a"]}]}')
+    with pytest.raises(ValueError, match="exactly one"):
+        load_probes(bad)
+
+
+def test_score_probes_ranks_the_models_own_guess(model):
+    from dsmini_helpers.inference import probe_summary, score_probes
+
+    probe = {"kind": "function word", "text": "She put the book [MASK] the table.", "answers": ["on"]}
+    [row] = score_probes(model.net, model.tokenizer, [probe])
+    assert row["rank"] in (None, 1, 2, 3, 4, 5) and len(row["guesses"]) == len(row["guess_ids"]) == 5
+    spaced = [j for j, i in enumerate(row["guess_ids"]) if model.tokenizer.id_to_token(i).startswith("\u0120")]
+    assert spaced, row  # some guess is a whole word after a space, e.g. " the"
+    j = spaced[0]
+    own = {**probe, "answers": [row["guesses"][j]]}  # that guess is declared right
+    pieces = {**probe, "answers": ["Wednesdayishly"]}  # several tokens: cannot be scored
+    rows = score_probes(model.net, model.tokenizer, [own, pieces])
+    assert rows[0]["rank"] == j + 1 and rows[0]["scorable"] and not rows[1]["scorable"]
+    summary = probe_summary(rows)
+    assert summary["top1"] == (1.0 if j == 0 else 0.0) and summary["top5"] == 1.0 and summary["unscorable"] == 1
+    assert summary["by_kind"]["function word"]["probes"] == 1

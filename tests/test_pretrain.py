@@ -9,6 +9,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -342,9 +343,8 @@ def test_killed_mid_write_leaves_previous_loadable(trained, tmp_path, mode):
 
 
 def test_nan_guard_stops_with_a_clear_message(tmp_path, monkeypatch, data):
-    from dsmini_helpers import distributed  # the step takes its auxiliary loss through Parallel (chapter 10)
-
-    monkeypatch.setattr(distributed, "moe_aux_loss", lambda model: torch.tensor(float("nan")))
+    # the step takes its auxiliary loss through the one-process hook, OneProcess.aux_loss
+    monkeypatch.setattr(training, "moe_aux_loss", lambda model: torch.tensor(float("nan")))
     with pytest.raises(FloatingPointError, match="diverged"):
         run(tiny(), tmp_path / "nan", data)
 
@@ -469,3 +469,29 @@ def test_every_experiment_file_parses(path):
     assert name == path.stem
     model = DSMiniConfig.from_dict(dict(cfg.model)) if isinstance(cfg.model, dict) else None
     assert model is None or model.vocab_size == 20_000
+
+
+def test_group_accuracies_add_up_to_the_overall_accuracy(trained, data):
+    tok, arrays = data
+    V = tok.get_vocab_size()
+    valid = batches.make_valid_set(arrays["valid"], V, n_batches=2, batch_size=8, seq_len=32, rate=0.3)
+    groups = {"band": evaluation.frequency_bands(arrays["train"], V), "word_class": evaluation.word_classes(tok)}
+    plain = evaluation.evaluate(trained.model, valid)
+    split = evaluation.evaluate(trained.model, valid, groups=groups)
+    assert split["valid_loss"] == plain["valid_loss"] and split["valid_accuracy"] == plain["valid_accuracy"]
+    for name, g in groups.items():
+        target = torch.cat([lab[lab != constants.IGNORE_INDEX] for _, lab in valid])
+        sizes = torch.bincount(g[target], minlength=int(g.max()) + 1)
+        right = sum(a * int(n) for a, n in zip(split[f"{name}_accuracy"], sizes) if a is not None)
+        assert math.isclose(right / len(target), plain["valid_accuracy"], rel_tol=1e-9)
+    assert all(r.get("band_accuracy") for r in trained.records("eval"))  # the loop records them
+
+
+def test_frequency_bands_and_word_classes_known_answers(data):
+    tokens = np.array([5] * 30 + [6] * 20 + [7] * 10 + list(range(8, 40)))
+    bands = evaluation.frequency_bands(tokens, 50, edges=(1, 3))
+    assert bands[5] == 0 and bands[6] == bands[7] == 1 and bands[8] == bands[49] == 2
+    tok, _ = data
+    classes = evaluation.word_classes(tok)
+    assert classes[tok.token_to_id("Ġthe")] == 1 and classes[tok.token_to_id(",")] == 0
+    assert classes[tok.token_to_id("Ġcity")] == 2

@@ -1,7 +1,9 @@
 """The spine: export in sync, notebooks clean, profiles, device, atomic writes and build-once caching."""
 
+import ast
 import json
 import multiprocessing as mp
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -74,6 +76,50 @@ def test_export_rejects_a_bad_target():
     with pytest.raises(ValueError, match="expected"):
         export.export_target("#| export Not-A-Module", "data")
     assert export.export_target("#| exporter", "data") is None
+
+
+CELL_HEADER = re.compile(r"^# notebooks/\S+\.ipynb, cell \S+ \(chapter (\d+)\)$", re.M)
+
+
+def _imported_modules(code: str) -> set[str]:
+    """The dsmini_helpers modules `code` imports, at the top or inside a function."""
+    found = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.ImportFrom) and node.module == "dsmini_helpers":
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dsmini_helpers."):
+            found.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[1] for a in node.names if a.name.startswith("dsmini_helpers.")}
+    return found
+
+
+def later_chapter_imports(modules: dict[str, str]) -> list[str]:
+    """Cells of chapter N that import a module first exported by a chapter after N, read from the generated
+    modules (name -> text), whose headers name each cell's chapter."""
+    cells = []  # (module, chapter, code)
+    for name, text in modules.items():
+        parts = CELL_HEADER.split(text)  # [header, chapter, code, chapter, code, ...]
+        cells += [(name, int(ch), code) for ch, code in zip(parts[1::2], parts[2::2])]
+    first = {}
+    for name, chapter, _ in cells:
+        first[name] = min(chapter, first.get(name, chapter))
+    return [f"{name} (chapter {chapter}) imports {other} (chapter {first[other]})"
+            for name, chapter, code in cells for other in sorted(_imported_modules(code))
+            if first.get(other, 0) > chapter]
+
+
+def test_no_chapter_imports_a_later_chapter():
+    modules = {p.stem: p.read_text() for p in export.generated_modules()}
+    assert len(modules) > 20
+    assert not later_chapter_imports(modules), "a chapter must not need a later one"
+
+
+def test_later_chapter_imports_are_found():
+    early = "# notebooks/07_x.ipynb, cell a1 (chapter 7)\ndef f():\n    from dsmini_helpers.late import g\n"
+    late = "# notebooks/10_y.ipynb, cell b2 (chapter 10)\nfrom dsmini_helpers.early import f\n"
+    assert later_chapter_imports({"early": early, "late": late}) == ["early (chapter 7) imports late (chapter 10)"]
+    assert later_chapter_imports({"late": late}) == []
 
 
 @pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
