@@ -15,10 +15,7 @@ MAX_LINES = 42
 MAX_COLUMNS = 120
 # One definition per cell, longer than MAX_LINES, kept whole because splitting a class (or a single loop) reads
 # worse than one long cell.
-LONG_ON_PURPOSE = {"BPETokenizer", "learn_merges", "MultiHeadAttention", "MoE", "DSMiniConfig", "DSMiniModel",
-                   # for now: chapter 8's `diffusion_generate` and chapter 9's `Unmasking` are being merged into one
-                   # step function that both call (the serving work on chapter 9); drop these two names then
-                   "diffusion_generate", "Unmasking"}
+LONG_ON_PURPOSE = {"BPETokenizer", "learn_merges", "MultiHeadAttention", "MoE", "DSMiniConfig", "DSMiniModel"}
 
 
 def _shown_code_cells(path: Path) -> list[tuple[str, str]]:
