@@ -65,16 +65,18 @@ def _losses(out: Path) -> list[float]:
     return [r["loss"] for r in rows if r["kind"] == "train"]
 
 
-def _assert_same(a: Path, b: Path, tol: float = 1e-6, weight_tol: float = 1e-5) -> None:
-    """Losses to 1e-6; weights to 1e-5: AdamW turns fp32 summation-order noise in near-zero
-    gradients into updates of about lr * noise / eps, a few 1e-6 after a few steps."""
+def _assert_same(a: Path, b: Path, tol: float = 1e-6, weight_tol: float = 5e-5) -> None:
+    """Losses to 1e-6; weights to 5e-5: AdamW turns fp32 summation-order noise in near-zero
+    gradients into updates of about lr * noise / eps, a few 1e-6 after a few steps and, on the odd
+    embedding row whose gradient is nearly zero, up to about 2e-5 (lr is 2e-3)."""
     la, lb = _losses(a), _losses(b)
     assert len(la) == len(lb) == CFG["max_steps"]  # a resumed run keeps the history it resumed
     torch.testing.assert_close(torch.tensor(la), torch.tensor(lb), rtol=tol, atol=tol)
     wa, wb = (load_file(latest_checkpoint(d) / "model.safetensors") for d in (a, b))
     assert wa.keys() == wb.keys()
     for k in wa:
-        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=weight_tol, msg=k)
+        torch.testing.assert_close(wa[k], wb[k], rtol=0, atol=weight_tol,
+                                   msg=lambda m, k=k: f"{k}: {m}")
 
 
 @pytest.fixture(scope="module")
