@@ -129,7 +129,9 @@ class Worker:
         pairs = {name: ctx.Pipe() for name in self.runners}
         flags = {name: RawArray("b", n) for name, n in self.max_items.items()}
         control, theirs = ctx.Pipe()
-        self.state, self.control = "starting", control
+        self.control = control
+        if self.state != "restarting":  # a restart says so until the model is back
+            self.state = "starting"
         self.process = ctx.Process(
             target=worker_main, name="dsmini-model", daemon=True,
             args=(self.load, self.runners, {n: (pairs[n][1], flags[n]) for n in pairs},
