@@ -8,9 +8,11 @@ warm-up, every client loop bounded in requests and time:
 - 8 clients: /embed (batching on), /generate (16 new tokens, greedy) on both servers;
 - 100 mixed clients on the batching server: 60 ask /generate with a 5 s deadline (X-Request-Timeout), more than
   its queue holds, so some are refused with 429 (and pause 0.25 s); 10 /predict, 10 /embed and 5 /summarize back
-  to back; 15 probe /health every 50 ms.
+  to back; 15 probe /health every 50 ms. Three client processes (/generate; /health; the rest), so that no
+  client's measured time includes waiting for the GIL behind another group's threads.
 The clients use the standard library's `http.client` with keep-alive (the lightest Python client: on 2 cores every
-cycle a client spends is taken from the server). Figures are noisy when other work shares the machine.
+cycle a client spends is taken from the server). Figures are noisy when other work shares the machine, and the
+tail (p99) varies from run to run even on a quiet one.
 
 Goals on CPU (issue 18): /health p99 < 50 ms under the mixed load; no accepted request answered after its deadline;
 429s within 50 ms; /embed p95 < 50 ms at 8 clients; /generate throughput with batching >= 3x without, at 8 clients.
@@ -144,37 +146,48 @@ def summarize(case: str, server: str, endpoint: str, clients: int, calls: list[t
 HEALTH_PLAN = ("GET", "/health", None, {}, HEALTH_EVERY_S)
 
 
-def probe_health(url: str, clients: int, seconds: float) -> None:
-    """--probe mode: `clients` /health probers for `seconds`; prints [[status, ms], ...] as JSON."""
-    calls = run_clients(url, [HEALTH_PLAN] * clients, seconds, warmup=1)
-    print(json.dumps(sum(calls, [])))
+def run_group(url: str, seconds: float, warmup: int) -> None:
+    """--group mode: the plans given as JSON on stdin, for `seconds`; prints [[[status, ms], ...], ...] as JSON."""
+    plans = [tuple(p) for p in json.loads(sys.stdin.read())]
+    print(json.dumps(run_clients(url, plans, seconds, warmup)))
 
 
-def start_probers(url: str, clients: int, seconds: float) -> subprocess.Popen:
-    """The /health probers in a process of their own, as a load balancer's would be: the GIL of the 85 other
-    client threads does not delay them."""
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--probe", url, "--probe-clients", str(clients),
-           "--seconds", str(seconds)]
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+def start_group(url: str, plans: list[tuple], seconds: float, warmup: int) -> subprocess.Popen:
+    """A group of clients in a process of its own, as separate clients would be: the GIL of the other groups'
+    threads does not delay their reading of an answer."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--group", url, "--seconds", str(seconds),
+           "--warmup", str(warmup)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc.stdin.write(json.dumps(plans))
+    proc.stdin.close()
+    return proc
 
 
 def run_mixed(url: str, mixed: list[tuple[str, tuple]], seconds: float, warmup: int) -> dict[str, list[tuple]]:
-    """The mixed case: the /health probers in their own process, the rest here; calls by endpoint."""
-    load = [(e, plan) for e, plan in mixed if e != "/health"]
-    probers: list[subprocess.Popen] = []
+    """The mixed case: the /generate clients here; once they have warmed up, the /health probers and the other
+    endpoints' clients each in a process of their own (for 90 % of the time). Calls by endpoint."""
+    groups = [[(e, plan) for e, plan in mixed if e == "/health"],
+              [(e, plan) for e, plan in mixed if e not in ("/generate", "/health")]]
+    here = [(e, plan) for e, plan in mixed if e == "/generate"]
+    procs: list[subprocess.Popen] = []
 
     def start() -> None:
-        probers.append(start_probers(url, len(mixed) - len(load), seconds * 0.9))
+        procs.extend(start_group(url, [plan for _, plan in g], seconds * 0.9, warmup) for g in groups if g)
 
-    calls = run_clients(url, [plan for _, plan in load], seconds, warmup, on_start=start)
-    by_endpoint = {e: sum((c for (e2, _), c in zip(load, calls) if e2 == e), []) for e, _ in load}
-    by_endpoint["/health"] = [tuple(c) for c in json.loads(probers[0].communicate(timeout=seconds + 60)[0])]
+    calls = run_clients(url, [plan for _, plan in here], seconds, warmup, on_start=start)
+    for group, proc in zip([g for g in groups if g], procs):
+        calls += json.loads(proc.stdout.read())
+        proc.wait(timeout=60)
+        here += group
+    by_endpoint: dict[str, list[tuple]] = {}
+    for (endpoint, _), mine in zip(here, calls):
+        by_endpoint.setdefault(endpoint, []).extend(tuple(c) for c in mine)
     return by_endpoint
 
 
 def mixed_plans(n: int, text: str, masked: str, deadline_s: float, new_tokens: int) -> list[tuple[str, tuple]]:
     """(endpoint, plan) for n clients in the proportions 60/10/10/5/15 (generate/predict/embed/summarize/health);
-    the /health clients are run by start_probers."""
+    run_mixed gives each group of clients its process."""
     timeout = {"X-Request-Timeout": str(deadline_s)}
     generate = {"prompt": text[:60], "max_new_tokens": new_tokens}
     kinds = [("/generate", ("POST", "/generate", generate, timeout, 0.0))] * 60
@@ -230,11 +243,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per case (default 15)")
     parser.add_argument("--before-ref", help="also run /generate with 8 clients on chapter 9's server as of this git "
                                              "commit (its dsmini_helpers/api.py), e.g. the commit before issue 18")
-    parser.add_argument("--probe", metavar="URL", help=argparse.SUPPRESS)  # the /health probers' process
-    parser.add_argument("--probe-clients", type=int, default=15, help=argparse.SUPPRESS)
+    parser.add_argument("--group", metavar="URL", help=argparse.SUPPRESS)  # a client group's own process
+    parser.add_argument("--warmup", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.probe:
-        probe_health(args.probe, args.probe_clients, args.seconds)
+    if args.group:
+        run_group(args.group, args.seconds, args.warmup)
         return 0
     seconds = args.seconds or (1.0 if args.quick else 15.0)
     mixed_n = args.clients or (20 if args.quick else 100)

@@ -19,6 +19,7 @@ __all__ = [
     "admit",
     "client_gone",
     "answer_of",
+    "ShedWhenFull",
 ]
 
 
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Header, HTTPException, Request
+from fastapi.responses import JSONResponse
 
 # notebooks/09_serving.ipynb, cell 3a9f80f9 (chapter 9)
 class Overloaded(Exception):
@@ -268,3 +270,24 @@ def answer_of(ticket: Ticket) -> Any:
         raise HTTPException(503, f"{e}; retry") from None
     except DeadlineExceeded as e:
         raise HTTPException(504, str(e)) from None
+
+# notebooks/09_serving.ipynb, cell shed-fn (chapter 9)
+class ShedWhenFull:
+    """ASGI middleware: a POST to a lane whose queue is full gets its 429 at
+    once, before its body is read, validated or tokenized."""
+
+    def __init__(self, app: Callable, lanes: dict[str, Lane]) -> None:
+        self.app, self.lanes = app, lanes  # lanes by name: "/generate" -> "generate"
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        lane = None
+        if scope["type"] == "http" and scope["method"] == "POST":
+            lane = self.lanes.get(scope["path"].lstrip("/"))
+        if lane is None or lane.worker is None or lane.has_room():
+            return await self.app(scope, receive, send)
+        lane.stats["rejected"] += 1
+        full = Overloaded(lane.name, lane.retry_after())
+        refusal = JSONResponse(
+            {"detail": str(full)}, 429, headers={"Retry-After": str(full.retry_after_s)}
+        )
+        await refusal(scope, receive, send)

@@ -30,6 +30,7 @@ __all__ = [
 
 # notebooks/09_serving.ipynb, cell d6cb33a9 (chapter 9)
 import asyncio
+import gc
 import os
 import sys
 from collections.abc import Callable
@@ -41,7 +42,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from dsmini_helpers.admission import Lane, Timeout, admit, start_lane, stop_lane
+from dsmini_helpers.admission import Lane, ShedWhenFull, Timeout, admit, start_lane, stop_lane
 from dsmini_helpers.batching import (
     Front,
     embed_batch,
@@ -309,6 +310,7 @@ def lifespan_for(checkpoint_dir: str | Path | None) -> Callable:
                      worker.process.pid)
         for lane in app.state.lanes.values():
             await start_lane(lane)
+        gc.freeze()  # start-up's objects leave the collector's full passes
         yield
         if watch is not None:
             watch.cancel()
@@ -335,6 +337,7 @@ def create_app(checkpoint_dir: str | Path | None = None) -> FastAPI:
     )
     app.state.served, app.state.worker, app.state.lanes = None, None, {}
     add_error_handlers(app)
+    app.add_middleware(ShedWhenFull, lanes=app.state.lanes)  # innermost: still counted
     add_metrics(app, app.state.lanes)
     app.add_middleware(RequestGuard, max_bytes=LIMITS["max_body_bytes"])
     for path, endpoint, response_model in ENDPOINTS:

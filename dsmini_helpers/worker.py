@@ -21,6 +21,7 @@ __all__ = [
 
 # notebooks/09_serving.ipynb, cell worker-imports (chapter 9)
 import asyncio
+import gc
 import multiprocessing
 import pickle
 import threading
@@ -95,6 +96,7 @@ def worker_main(load: Callable, runners: dict[str, Callable], links: dict[str, t
         control.send(("failed", why))
         return
     served = Served(model, literal_tokenizer(model.tokenizer))
+    gc.freeze()  # as the HTTP process does: no full collection walks the loaded model
     for name, (conn, flags) in links.items():
         run_batch = partial(runners[name], served)
         threading.Thread(target=serve_batches, args=(conn, flags, run_batch),

@@ -90,6 +90,30 @@ def test_full_queue_answers_429_at_once_and_health_stays_fast(server):
     assert statistics.median(end - start for start, end in probes) < accepted_ms / 4  # ... without waiting
 
 
+def test_a_full_queue_refuses_before_reading_the_body(server):
+    """Under overload the 429 comes first: a body that would get a 422 (empty prompt) gets the 429 while the
+    queue is full, and its 422 once there is room."""
+    url, _ = server
+    invalid = {"prompt": ""}
+    seen = []
+    with concurrent.futures.ThreadPoolExecutor(max_workers=60) as pool:
+        flood = [pool.submit(post, url, "/generate", COSTLY, timeout=3) for _ in range(60)]
+        for _ in range(100):
+            q = httpx.get(f"{url}/ready").json()["queues"]["generate"]
+            if q["waiting"] >= q["capacity"]:
+                r = httpx.post(f"{url}/generate", json=invalid)
+                seen.append(r.status_code)
+                if r.status_code == 429:
+                    assert int(r.headers["retry-after"]) >= 1 and "queue is full" in r.json()["detail"]
+                    assert re.fullmatch(r"[0-9a-f]{32}", r.headers["x-request-id"])
+                    break
+            time.sleep(0.03)
+        concurrent.futures.wait(flood)
+    assert 429 in seen, seen
+    wait_idle(url, "generate", limit_s=30)
+    assert httpx.post(f"{url}/generate", json=invalid).status_code == 422
+
+
 def test_disconnected_clients_stop_their_work(server):
     url, _ = server
     before = metric(url, "generate", "disconnected")
