@@ -18,6 +18,7 @@ __all__ = [
 
 # notebooks/08_inference.ipynb, cell f124a870 (chapter 8)
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -106,6 +107,17 @@ def _blocks_of(model: nn.Module, input_ids: Tensor) -> list[nn.Module]:
     return list(model.blocks)
 
 # notebooks/08_inference.ipynb, cell 729a874e (chapter 8)
+def _run_hooked(model: nn.Module, input_ids: Tensor, attention_mask: Tensor | None,
+                hooks: list[tuple[nn.Module, Callable]]) -> None:
+    """One forward pass with each (module, forward hook) registered, all removed after it."""
+    handles = [module.register_forward_hook(hook) for module, hook in hooks]
+    try:
+        model(input_ids, attention_mask)
+    finally:
+        for h in handles:
+            h.remove()
+
+
 @torch.no_grad()
 def capture_attention(model: nn.Module, input_ids: Tensor,
                       attention_mask: Tensor | None = None) -> list[LayerAttention]:
@@ -126,12 +138,7 @@ def capture_attention(model: nn.Module, input_ids: Tensor,
             seen.append(LayerAttention(block.layer, window, probs.cpu(), error))
         return hook
 
-    handles = [b.attn.register_forward_hook(recorder(b)) for b in blocks]
-    try:
-        model(input_ids, attention_mask)
-    finally:
-        for h in handles:
-            h.remove()
+    _run_hooked(model, input_ids, attention_mask, [(b.attn, recorder(b)) for b in blocks])
     return seen
 
 # notebooks/08_inference.ipynb, cell 3214a545 (chapter 8)
@@ -179,11 +186,6 @@ def capture_routing(model: nn.Module, input_ids: Tensor,
                                      load.cpu(), error))
         return hook
 
-    handles = [b.ffn.register_forward_hook(recorder(b))
-               for b in blocks if isinstance(b.ffn, MoE)]
-    try:
-        model(input_ids, attention_mask)
-    finally:
-        for h in handles:
-            h.remove()
+    moes = [(b.ffn, recorder(b)) for b in blocks if isinstance(b.ffn, MoE)]
+    _run_hooked(model, input_ids, attention_mask, moes)
     return seen
