@@ -23,6 +23,8 @@ __all__ = [
     "is_log_point",
     "training_data",
     "progress_bar",
+    "eval_record",
+    "early_stopping",
     "train",
 ]
 
@@ -41,7 +43,13 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from dsmini_helpers.batches import check_token_range, get_token_arrays, make_valid_set, random_windows
+from dsmini_helpers.batches import (
+    check_token_range,
+    get_source_valid_arrays,
+    get_token_arrays,
+    make_valid_set,
+    random_windows,
+)
 from dsmini_helpers.checkpoint import (
     latest_checkpoint,
     load_trainer_tensors,
@@ -87,6 +95,8 @@ def check_train_config(cfg: "TrainConfig") -> None:
                  "eval_batches"):
         if int(getattr(cfg, name)) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(cfg, name)}")
+    if int(cfg.patience) < 0:
+        raise ValueError(f"patience must be >= 0 (0: no early stopping), got {cfg.patience}")
     check_rate(cfg.mask_rate, "mask_rate")
     check_rate(cfg.variable_mix, "variable_mix")
 
@@ -106,6 +116,7 @@ class TrainConfig(RunSizes):
     variable_mix: float = 0.0  # fraction of batches masked at a random rate (chapter 8 generates)
     log_every: int = 10  # steps between host syncs: the step's losses wait on the device until then
     save_every: int = 0  # 0: save only at the end
+    patience: int = 0  # > 0: stop after this many evaluations without a better held-out loss
     keep_last: int = 2  # checkpoints kept in the output folder
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     compile: bool = False  # torch.compile the forward pass (no faster on CPU here: see the text)
@@ -331,7 +342,10 @@ def check_finite(records: list[dict[str, Any]], out_dir: Path, scaled: bool) -> 
                                      f"{step}; last good checkpoint: {last}")
 
 
-def is_save_point(cfg: TrainConfig, step: int) -> bool:
+def is_save_point(cfg: TrainConfig, step: int, improved: bool = False) -> bool:
+    """Every `save_every` steps and at the end; with early stopping, at each new best instead."""
+    if cfg.patience:
+        return improved  # so the latest checkpoint is always the best one
     return bool(cfg.save_every and step % cfg.save_every == 0) or step == cfg.max_steps
 
 
@@ -342,17 +356,20 @@ def is_log_point(cfg: TrainConfig, step: int) -> bool:
 
 # notebooks/07_pretraining.ipynb, cell 5c962912 (chapter 7)
 def training_data(cfg: TrainConfig, tokenizer: Any,
-                  token_arrays: dict[str, np.ndarray] | None) -> tuple[dict, list, dict, int]:
-    """The token arrays (checked once), the fixed validation set, the token groups it is scored by
-    (frequency band, word class) and the vocabulary size."""
+                  token_arrays: dict[str, np.ndarray] | None) -> tuple[dict, dict, dict, int]:
+    """The token arrays (checked once), the fixed evaluation sets, the token groups the
+    validation set is scored by (frequency band, word class) and the vocabulary size."""
     vocab_size = tokenizer.get_vocab_size()
     arrays = token_arrays or get_token_arrays(tokenizer)
     check_token_range(arrays, vocab_size)  # once: the model skips this check in training
-    valid_set = make_valid_set(arrays["valid"], vocab_size, n_batches=cfg.eval_batches,
-                               batch_size=cfg.batch_size, seq_len=cfg.seq_len,
-                               rate=cfg.mask_rate)
+    sets = {"valid": arrays["valid"]}
+    if cfg.patience:  # early stopping compares like with like: the mix of sources it trains on
+        sets["heldout"] = np.concatenate([arrays["valid"], *get_source_valid_arrays(tokenizer).values()])
+        sets["train_sample"] = arrays["train"]
+    eval_sets = {name: make_valid_set(ids, vocab_size, n_batches=cfg.eval_batches, batch_size=cfg.batch_size,
+                                      seq_len=cfg.seq_len, rate=cfg.mask_rate) for name, ids in sets.items()}
     groups = {"band": frequency_bands(arrays["train"], vocab_size), "word_class": word_classes(tokenizer)}
-    return arrays, valid_set, groups, vocab_size
+    return arrays, eval_sets, groups, vocab_size
 
 
 def progress_bar(cfg: TrainConfig, start: int, show: bool) -> tqdm:
@@ -361,19 +378,44 @@ def progress_bar(cfg: TrainConfig, start: int, show: bool) -> tqdm:
     return tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps,
                 disable=not show, desc=f"pretrain {name}")
 
+# notebooks/07_pretraining.ipynb, cell es-fn (chapter 7)
+def eval_record(trainer: Trainer, eval_sets: dict[str, list], groups: dict, step: int) -> dict[str, Any]:
+    """One evaluation: the headline valid set, scored by token group, and (with early stopping) the
+    held-out and training samples side by side, as `heldout_*` and `train_sample_*`."""
+    model, device, dtype = trainer.model, trainer.device, trainer.dtype
+    record = {"kind": "eval", "step": step, **evaluate(model, eval_sets["valid"], device, dtype, groups)}
+    for name in ("heldout", "train_sample"):
+        if name in eval_sets:
+            scores = evaluate(model, eval_sets[name], device, dtype)
+            record |= {f"{name}_{key.removeprefix('valid_')}": v for key, v in scores.items()}
+    return record
+
+
+def early_stopping(cfg: TrainConfig, log: MetricsLog, step: int) -> tuple[bool, bool]:
+    """(this step's evaluation set a new best held-out loss, `patience` evaluations have not);
+    a stop is logged with the step of the best, whose checkpoint is the latest."""
+    evals = [r for r in log.history if r["kind"] == "eval"]
+    if not cfg.patience or not evals or evals[-1]["step"] != step:
+        return False, False
+    losses = [r["heldout_loss"] for r in evals]  # (evaluations,)
+    best = losses.index(min(losses))
+    stop = len(losses) - 1 - best >= cfg.patience
+    if stop:
+        log.write({"kind": "stop", "step": step, "best_step": evals[best]["step"],
+                   "best_heldout_loss": losses[best]})
+    return best == len(losses) - 1, stop
+
 # notebooks/07_pretraining.ipynb, cell 5c962912-s1 (chapter 7)
 def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
           device: str | torch.device | None = None, resume_from: str | Path | None = None,
           progress: bool = True, token_arrays: dict[str, np.ndarray] | None = None,
           callback: Callable[[dict, list[dict]], None] | None = None,
           parallel: OneProcess | None = None) -> TrainResult:
-    """Pretrain a DSMiniModel by masked-language modelling, writing to `out_dir`;
-    `resume_from` (a checkpoint folder) continues a run exactly where it stopped."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Pretrain by masked-language modelling into `out_dir`; `resume_from` (a checkpoint) continues it exactly."""
+    (out_dir := Path(out_dir)).mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else get_device()
     tokenizer = tokenizer or get_tokenizer()
-    arrays, valid_set, groups, vocab_size = training_data(cfg, tokenizer, token_arrays)
+    arrays, eval_sets, groups, vocab_size = training_data(cfg, tokenizer, token_arrays)
     trainer = Trainer.create(cfg, device, vocab_size, parallel)
     par = trainer.parallel
     start, history = (0, []) if resume_from is None else resume(trainer, resume_from)
@@ -397,9 +439,11 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
             log.write({**record, "tokens_per_s": clock.rate, "world_size": par.world_size})
             bar.set_postfix(loss=f"{record['loss']:.3f}")
         if done % cfg.eval_every == 0 or done == cfg.max_steps:
-            log.write({"kind": "eval", "step": done,
-                       **evaluate(trainer.model, valid_set, device, trainer.dtype, groups)})
-        if is_save_point(cfg, done):
+            log.write(eval_record(trainer, eval_sets, groups, done))
+        improved, stop = early_stopping(cfg, log, done)  # (False, False) unless patience > 0
+        if is_save_point(cfg, done, improved):
             checkpoint = save(trainer, out_dir, done, log.history, tokenizer)
+        if stop:
+            break
     bar.close()
     return TrainResult(checkpoint, log.history, trainer.model.eval())

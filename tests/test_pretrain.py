@@ -495,3 +495,46 @@ def test_frequency_bands_and_word_classes_known_answers(data):
     classes = evaluation.word_classes(tok)
     assert classes[tok.token_to_id("Ġthe")] == 1 and classes[tok.token_to_id(",")] == 0
     assert classes[tok.token_to_id("Ġcity")] == 2
+
+
+# --- early stopping --------------------------------------------------------------------------------------------
+def evals_log(losses: list[float]) -> "training.MetricsLog":
+    history = [{"kind": "eval", "step": 10 * (i + 1), "heldout_loss": x} for i, x in enumerate(losses)]
+    return training.MetricsLog(None, history)
+
+
+@pytest.mark.parametrize("losses, patience, expected", [
+    ([3.0], 2, (True, False)),  # the first evaluation is the best so far
+    ([3.0, 2.0], 2, (True, False)),
+    ([3.0, 2.0, 2.5], 2, (False, False)),  # one evaluation without a gain: wait
+    ([3.0, 2.0, 2.5, 2.1], 2, (False, True)),  # two: stop
+    ([3.0, 2.0, 2.5, 2.1], 3, (False, False)),
+    ([3.0, 2.0, 2.5, 2.0], 1, (False, True)),  # equal is not better
+])
+def test_early_stopping_known_answers(losses, patience, expected):
+    log = evals_log(losses)
+    assert training.early_stopping(tiny(patience=patience), log, step=10 * len(losses)) == expected
+    stops = [r for r in log.history if r["kind"] == "stop"]
+    assert len(stops) == expected[1] and all(r["best_step"] == 20 for r in stops)
+
+
+def test_early_stopping_is_off_without_patience_and_between_evaluations():
+    assert training.early_stopping(tiny(), evals_log([3.0, 4.0, 5.0]), step=30) == (False, False)
+    assert training.early_stopping(tiny(patience=1), evals_log([3.0, 4.0]), step=25) == (False, False)
+    assert training.is_save_point(tiny(patience=2), 6, improved=False) is False  # not even the last step
+    assert training.is_save_point(tiny(patience=2), 3, improved=True) is True
+    with pytest.raises(ValueError, match="patience"):
+        tiny(patience=-1)
+
+
+def test_a_run_that_memorises_stops_and_keeps_its_best_checkpoint(tmp_path, data):
+    tok, arrays = data
+    small = {**arrays, "train": arrays["train"][:4000]}  # a slice it can learn by heart
+    cfg = tiny(max_steps=400, batch_size=8, seq_len=64, eval_every=20, eval_batches=4, variable_mix=0.0, patience=3)
+    res = training.train(cfg, tmp_path, tokenizer=tok, token_arrays=small, device="cpu", progress=False)
+    ev, (stop,) = res.records("eval"), res.records("stop")
+    assert stop["step"] < 400 and stop["step"] - stop["best_step"] == 3 * 20
+    assert res.checkpoint == tmp_path / f"step-{stop['best_step']:07d}" == checkpoint.latest_checkpoint(tmp_path)
+    best = next(r for r in ev if r["step"] == stop["best_step"])
+    assert ev[-1]["train_sample_loss"] < best["train_sample_loss"] and ev[-1]["heldout_loss"] > best["heldout_loss"]
+    assert {"valid_loss", "heldout_accuracy", "train_sample_masked_tokens"} <= set(ev[0])
