@@ -24,6 +24,7 @@ __all__ = [
     "training_data",
     "progress_bar",
     "eval_record",
+    "best_model",
     "early_stopping",
     "train",
 ]
@@ -391,6 +392,13 @@ def eval_record(trainer: Trainer, eval_sets: dict[str, list], groups: dict, step
     return record
 
 
+def best_model(trainer: Trainer, checkpoint: Path | None) -> nn.Module:
+    """The trained model; with early stopping, reloaded from the best (the latest) checkpoint."""
+    if trainer.cfg.patience and checkpoint is not None:
+        load_weights(trainer.model, checkpoint, trainer.device)
+    return trainer.model
+
+
 def early_stopping(cfg: TrainConfig, log: MetricsLog, step: int) -> tuple[bool, bool]:
     """(this step's evaluation set a new best held-out loss, `patience` evaluations have not);
     a stop is logged with the step of the best, whose checkpoint is the latest."""
@@ -446,4 +454,4 @@ def train(cfg: TrainConfig, out_dir: str | Path, *, tokenizer: Any = None,
         if stop:
             break
     bar.close()
-    return TrainResult(checkpoint, log.history, trainer.model.eval())
+    return TrainResult(checkpoint, log.history, best_model(trainer, checkpoint).eval())
