@@ -226,12 +226,13 @@ def build_corpus(out: str | os.PathLike, raw_docs: Iterable[dict], sources: dict
     cleaned, too_short = clean_documents(raw_docs, total)
     docs, duplicates = deduplicate(cleaned)
     splits = split_documents(docs, sources, valid_fraction)
+    per_source = source_counts(docs, sources)
     manifest = {
         "pipeline_version": PIPELINE_VERSION,
-        "sources": source_counts(docs, sources),
+        "sources": per_source,
         "documents": {name: len(split) for name, split in splits.items()},
         "characters": {name: sum(len(d["text"]) for d in split) for name, split in splits.items()},
-        "words": sum(len(d["text"].split()) for d in docs),
+        "words": sum(s["words"] for s in per_source.values()),  # counted once, per source
         "valid_sources": dict(sorted(Counter(d["source"] for d in splits["valid_sources"]).items())),
         "duplicates_removed": duplicates,
         "too_short_removed": too_short,

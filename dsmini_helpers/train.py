@@ -402,9 +402,10 @@ def best_model(trainer: Trainer, checkpoint: Path | None) -> nn.Module:
 def early_stopping(cfg: TrainConfig, log: MetricsLog, step: int) -> tuple[bool, bool]:
     """(this step's evaluation set a new best held-out loss, `patience` evaluations have not);
     a stop is logged with the step of the best, whose checkpoint is the latest."""
+    last = log.history[-1] if log.history else {}
+    if not cfg.patience or last.get("kind") != "eval" or last["step"] != step:
+        return False, False  # checked every step: no scan of the history unless an evaluation just ran
     evals = [r for r in log.history if r["kind"] == "eval"]
-    if not cfg.patience or not evals or evals[-1]["step"] != step:
-        return False, False
     losses = [r["heldout_loss"] for r in evals]  # (evaluations,)
     best = losses.index(min(losses))
     stop = len(losses) - 1 - best >= cfg.patience
