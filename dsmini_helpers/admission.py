@@ -13,6 +13,7 @@ __all__ = [
     "Lane",
     "start_lane",
     "serve_lane",
+    "resolve",
     "run_isolated",
     "stop_lane",
     "Timeout",
@@ -20,6 +21,8 @@ __all__ = [
     "client_gone",
     "answer_of",
     "ShedWhenFull",
+    "feed_lane",
+    "finish",
 ]
 
 
@@ -64,6 +67,7 @@ class Ticket:
     deadline: float
     future: asyncio.Future | None = None  # None when a runner is called directly
     cancelled: threading.Event = field(default_factory=threading.Event)  # read by the worker
+    started: float = 0.0  # time.perf_counter() when it began to run
 
     def cancel(self) -> None:
         self.cancelled.set()
@@ -96,22 +100,24 @@ def take_batch(
 
 # notebooks/09_serving.ipynb, cell 9fe1ce89-s1 (chapter 9)
 class Lane:
-    """A bounded queue and one worker thread for one endpoint class: `run_batch(tickets)`
-    returns results in order (an Exception as a result fails only its ticket)."""
+    """A bounded queue and a worker for one endpoint class. `run_batch(tickets)` returns results in order
+    (an Exception fails only its ticket); a `continuous` lane's `run_batch(tickets, done)` returns
+    at once and calls `done(ticket, result)` as each answer comes."""
 
-    def __init__(self, name: str, run_batch: Callable[[list[Ticket]], list[Any]], *,
-                 max_queue: int, max_items: int, max_tokens: int, deadline_s: float) -> None:
+    def __init__(self, name: str, run_batch: Callable, *, max_queue: int, max_items: int,
+                 max_tokens: int, deadline_s: float, continuous: bool = False) -> None:
         if min(max_queue, max_items, max_tokens) < 1 or deadline_s <= 0:
             raise ValueError("max_queue, max_items, max_tokens and deadline_s must be positive")
-        self.name, self.run_batch, self.deadline_s = name, run_batch, deadline_s
+        self.name, self.run_batch, self.continuous = name, run_batch, continuous
         self.max_queue, self.max_items, self.max_tokens = max_queue, max_items, max_tokens
+        self.deadline_s = deadline_s
         self.waiting: collections.deque[Ticket] = collections.deque()
         self.running: list[Ticket] = []
         self.stats: collections.Counter[str] = collections.Counter()
         self.batch_sizes: collections.Counter[int] = collections.Counter()
-        self.batch_seconds = 0.05  # running average of one batch's time (for Retry-After)
+        self.batch_seconds = 0.05  # running average of a batch's time, for Retry-After
         self.worker: asyncio.Task | None = None  # these three are set by start_lane
-        self.wake: asyncio.Event | None = None
+        self.wake: asyncio.Event | None = None  # set when a ticket arrives (or leaves a continuous lane)
         self.pool: concurrent.futures.ThreadPoolExecutor | None = None
 
     def has_room(self) -> bool:
@@ -134,9 +140,6 @@ class Lane:
         self.wake.set()
         return ticket
 
-    def next_batch(self) -> list[Ticket]:
-        return take_batch(self.waiting, self.max_items, self.max_tokens, self.stats)
-
 # notebooks/09_serving.ipynb, cell 6661675a (chapter 9)
 async def start_lane(lane: Lane) -> None:
     """Start the lane's worker on the running event loop (from the app's lifespan)."""
@@ -144,15 +147,17 @@ async def start_lane(lane: Lane) -> None:
     lane.pool = concurrent.futures.ThreadPoolExecutor(
         1, thread_name_prefix=f"dsmini-{lane.name}"
     )
-    lane.worker = asyncio.create_task(serve_lane(lane))
+    lane.worker = asyncio.create_task(feed_lane(lane) if lane.continuous else serve_lane(lane))
 
 
 async def serve_lane(lane: Lane) -> None:
+    """A lane's loop: take a batch from the queue, run it off the event loop,
+    answer its tickets, and again until the queue is empty."""
     loop = asyncio.get_running_loop()
     while True:
         await lane.wake.wait()
         lane.wake.clear()
-        while batch := lane.next_batch():
+        while batch := take_batch(lane.waiting, lane.max_items, lane.max_tokens, lane.stats):
             lane.running, t0 = batch, time.perf_counter()
             results = await loop.run_in_executor(
                 lane.pool, run_isolated, lane.run_batch, batch
@@ -163,12 +168,19 @@ async def serve_lane(lane: Lane) -> None:
             )
             lane.batch_sizes[len(batch)] += 1
             for ticket, result in zip(batch, results):
-                if ticket.future.done():  # cancelled while running
-                    continue
-                if isinstance(result, BaseException):
-                    ticket.future.set_exception(result)
-                else:
-                    ticket.future.set_result(result)
+                resolve(lane, ticket, result)
+
+
+def resolve(lane: Lane, ticket: Ticket, result: Any) -> None:
+    """Hand `result` (or the exception it is) to the ticket's waiting request."""
+    if isinstance(result, DeadlineExceeded):
+        lane.stats["stopped_early"] += 1  # its client left, or its deadline passed, mid-run
+    if ticket.future.done():  # cancelled while running
+        return
+    if isinstance(result, BaseException):
+        ticket.future.set_exception(result)
+    else:
+        ticket.future.set_result(result)
 
 # notebooks/09_serving.ipynb, cell 529c6bbe (chapter 9)
 def run_isolated(run_batch: Callable, batch: list[Ticket]) -> list[Any]:
@@ -291,3 +303,45 @@ class ShedWhenFull:
             {"detail": str(full)}, 429, headers={"Retry-After": str(full.retry_after_s)}
         )
         await refusal(scope, receive, send)
+
+# notebooks/09_serving.ipynb, cell feed-lane (chapter 9)
+async def feed_lane(lane: Lane) -> None:
+    """A continuous lane's loop: whenever a request arrives or finishes, the tickets
+    waiting at the front join the running batch, while they fit in it."""
+    loop = asyncio.get_running_loop()
+
+    def done(ticket: Ticket, result: Any) -> None:  # called on the relay's thread
+        try:
+            loop.call_soon_threadsafe(finish, lane, ticket, result)
+        except RuntimeError:
+            pass  # the loop is closed: the server has stopped
+
+    while True:
+        await lane.wake.wait()
+        lane.wake.clear()
+        room = lane.max_items - len(lane.running)
+        budget = lane.max_tokens - sum(t.cost for t in lane.running)
+        if lane.running and lane.waiting and lane.waiting[0].cost > budget:
+            continue  # it waits until enough of the batch has finished
+        if batch := take_batch(lane.waiting, room, budget, lane.stats):
+            for ticket in batch:
+                ticket.started = time.perf_counter()
+            lane.running += batch
+            lane.batch_sizes[len(batch)] += 1  # here: how many joined together
+            try:
+                lane.run_batch(batch, done)  # sends them on and returns
+            except Exception as e:  # this batch fails, not the lane
+                for ticket in batch:
+                    finish(lane, ticket, e)
+
+
+def finish(lane: Lane, ticket: Ticket, result: Any) -> None:
+    """One answer from a continuous lane: free its place in the batch,
+    answer its request, and let the next ticket in."""
+    if ticket in lane.running:
+        lane.running.remove(ticket)
+        lane.batch_seconds = 0.8 * lane.batch_seconds + 0.2 * (
+            time.perf_counter() - ticket.started
+        )
+    resolve(lane, ticket, result)
+    lane.wake.set()

@@ -15,8 +15,9 @@ __all__ = [
     "Front",
     "step_plan",
     "Unmasking",
+    "unmask_together",
     "generate_batch",
-    "finished",
+    "run_answer",
     "predict_batch",
     "embed_rows",
     "embed_batch",
@@ -169,7 +170,6 @@ def step_plan(
 @dataclass(eq=False)
 class Unmasking:
     """One /generate request in flight: its ids (T,) and its plan of steps."""
-
     ids: Tensor  # (T,) [CLS] prompt [MASK] * n [SEP]
     start: int  # first generated position
     plan: list[tuple[int, int, int, int]]  # (b0, b1, to commit, still masked) per step
@@ -185,6 +185,10 @@ class Unmasking:
         gen = None if req.seed is None else torch.Generator(dev).manual_seed(req.seed)
         plan = step_plan(len(prompt_ids), n, req.steps or n, req.block_length)
         return cls(torch.tensor(ids, device=dev), len(prompt_ids), plan, req, gen)
+
+    @property
+    def complete(self) -> bool:
+        return self.done == len(self.plan)
 
     def open_slots(self, mask_id: int) -> tuple[int, int, Tensor]:
         """(block start b0, block end b1, a bool (Lb,) with Lb = b1 - b0,
@@ -207,38 +211,38 @@ class Unmasking:
 
 # notebooks/09_serving.ipynb, cell 9e501fc8 (chapter 9)
 @torch.inference_mode()
-def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
-    """Run the /generate tickets together: one
-    forward pass per step for all live rows."""
+def unmask_together(served: Served, runs: list[Unmasking]) -> None:
+    """One unmasking step for every run in `runs`: one forward
+    pass for all of them, then each row commits its tokens."""
     model = served.model
-    runs = [Unmasking.begin(model, *t.item) for t in tickets]
+    ids, mask = pad_right([run.ids for run in runs], model.pad_id, model.device)
+    where = torch.zeros_like(mask)  # (B, T) each row's open slots in its block
+    for row, run in enumerate(runs):
+        b0, b1, still = run.open_slots(model.mask_id)
+        where[row, b0:b1] = still
+    logits = head_logits(served, ids, mask, where).float()  # (N, V) N open slots
     banned = torch.tensor(model.special_ids, device=model.device)
-    live = list(range(len(runs)))
-    while live := [i for i in live if not tickets[i].expired()]:  # gone: stop here
-        ids, mask = pad_right([runs[i].ids for i in live], model.pad_id, model.device)
-        where = torch.zeros_like(mask)  # (B, T) each row's open slots in its block
-        for row, i in enumerate(live):
-            b0, b1, still = runs[i].open_slots(model.mask_id)
-            where[row, b0:b1] = still
-        logits = head_logits(served, ids, mask, where).float()  # (N, V) N open slots
-        logits.index_fill_(-1, banned, float("-inf"))  # in place: no (N, V) copy
-        open_counts = [
-            runs[i].plan[runs[i].done][3] for i in live
-        ]  # known: no device sync
-        for i, rows in zip(live, logits.split(open_counts)):
-            runs[i].step(rows, model.mask_id)
-        live = [i for i in live if runs[i].done < len(runs[i].plan)]
-    return [
-        finished(model, run)
-        if run.done == len(run.plan)
-        else DeadlineExceeded("stopped: the client left or the deadline passed")
-        for run in runs
-    ]
+    logits.index_fill_(-1, banned, float("-inf"))  # in place: no (N, V) copy
+    open_counts = [run.plan[run.done][3] for run in runs]  # known: no device sync
+    for run, rows in zip(runs, logits.split(open_counts)):
+        run.step(rows, model.mask_id)
 
 
-def finished(model: Model, run: Unmasking) -> dict[str, Any]:
-    new = run.ids[run.start : -1].tolist()
-    prompt = run.ids[: run.start].tolist()
+def generate_batch(served: Served, tickets: list[Ticket]) -> list[Any]:
+    """Run the /generate tickets together, all starting at once:
+    one forward pass per step for the rows still live."""
+    runs = [Unmasking.begin(served.model, *t.item) for t in tickets]
+    live = list(zip(tickets, runs))
+    while live := [(t, r) for t, r in live if not (r.complete or t.expired())]:
+        unmask_together(served, [run for _, run in live])  # gone: stops here
+    return [run_answer(served.model, run) for run in runs]
+
+
+def run_answer(model: Model, run: Unmasking) -> Any:
+    """The answer of a finished run; a run stopped early ends in DeadlineExceeded."""
+    if not run.complete:
+        return DeadlineExceeded("stopped: the client left or the deadline passed")
+    new, prompt = run.ids[run.start : -1].tolist(), run.ids[: run.start].tolist()
     return {
         "text": model.decode(prompt + new),
         "completion": model.decode(new),

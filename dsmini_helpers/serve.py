@@ -46,7 +46,6 @@ from dsmini_helpers.admission import Lane, ShedWhenFull, Timeout, admit, start_l
 from dsmini_helpers.batching import (
     Front,
     embed_batch,
-    generate_batch,
     literal_tokenizer,
     predict_batch,
     predict_row,
@@ -82,7 +81,15 @@ from dsmini_helpers.server_runtime import (
     configure_logging,
     log,
 )
-from dsmini_helpers.worker import Worker, run_remote, stop_worker, supervise
+from dsmini_helpers.worker import (
+    Relay,
+    Worker,
+    generate_continuously,
+    run_remote,
+    serve_batches,
+    stop_worker,
+    supervise,
+)
 
 # notebooks/09_serving.ipynb, cell 99c56e0c (chapter 9)
 TRAIN_HINT = (
@@ -117,16 +124,17 @@ def load_model(
 
 # notebooks/09_serving.ipynb, cell 79822dfd (chapter 9)
 LANES = {  # endpoint class: queue and batch sizes, default deadline
-    "generate": dict(max_queue=32, max_items=16, max_tokens=2048, deadline_s=30.0),
+    "generate": dict(max_queue=32, max_items=16, max_tokens=2048, deadline_s=30.0,
+                     continuous=True),  # requests join the running batch
     "predict": dict(max_queue=64, max_items=32, max_tokens=4096, deadline_s=10.0),
     "embed": dict(max_queue=64, max_items=16, max_tokens=4096, deadline_s=10.0),
     "summarize": dict(max_queue=8, max_items=1, max_tokens=1, deadline_s=30.0),
 }
-RUNNERS = {
-    "generate": generate_batch,
-    "predict": predict_batch,
-    "embed": embed_batch,
-    "summarize": summarize_one,
+RUNNERS = {  # each lane's loop in the model's process
+    "generate": generate_continuously,
+    "predict": partial(serve_batches, predict_batch),
+    "embed": partial(serve_batches, embed_batch),
+    "summarize": partial(serve_batches, summarize_one),
 }
 
 
@@ -140,9 +148,10 @@ def lane_sizes() -> dict[str, dict[str, Any]]:
 
 
 def make_lanes(worker: Worker, sizes: dict[str, dict]) -> dict[str, Lane]:
-    """One Lane per endpoint class; each runs its batches in the worker."""
+    """One Lane per endpoint class; each runs its requests in the worker."""
     return {
-        name: Lane(name, partial(run_remote, worker, name), **size)
+        name: Lane(name, Relay(worker, name).join if size.get("continuous")
+                   else partial(run_remote, worker, name), **size)
         for name, size in sizes.items()
     }
 

@@ -307,10 +307,13 @@ class LaneCollector:
         outcomes = CounterMetricFamily(
             "dsmini_requests",
             "requests by lane and outcome "
-            "(accepted, rejected = 429, deadline, disconnected)",
+            "(accepted, rejected = 429, deadline, disconnected, "
+            "dropped_before_running, stopped_early)",
             labels=["lane", "outcome"],
         )
-        batches = CounterMetricFamily("dsmini_batches", "batches run", labels=["lane"])
+        batches = CounterMetricFamily(  # a continuous lane: requests that joined together
+            "dsmini_batches", "batches run", labels=["lane"]
+        )
         items = CounterMetricFamily(
             "dsmini_batch_items", "requests in batches", labels=["lane"]
         )

@@ -16,6 +16,12 @@ __all__ = [
     "run_remote",
     "supervise",
     "stop_worker",
+    "generate_continuously",
+    "begin_runs",
+    "step_runs",
+    "send_answers",
+    "Relay",
+    "relay_answers",
 ]
 
 
@@ -35,7 +41,14 @@ from typing import Any
 import torch
 
 from dsmini_helpers.admission import LaneStopped, Ticket, run_isolated
-from dsmini_helpers.batching import ModelFacts, Served, literal_tokenizer
+from dsmini_helpers.batching import (
+    ModelFacts,
+    Served,
+    Unmasking,
+    literal_tokenizer,
+    run_answer,
+    unmask_together,
+)
 from dsmini_helpers.inference import Model
 from dsmini_helpers.server_runtime import log
 
@@ -69,9 +82,9 @@ def portable(result: Any) -> Any:
         return RuntimeError(f"the model produced an unsendable {type(result).__name__}")
 
 # notebooks/09_serving.ipynb, cell worker-loop (chapter 9)
-def serve_batches(conn: Connection, flags: Any, run_batch: Callable) -> None:
-    """In the worker: receive a batch, run it, send its results back, until EOF.
-    Each ticket's `cancelled` reads the shared flag its HTTP-side twin sets."""
+def serve_batches(run_batch: Callable, conn: Connection, flags: Any, served: Served) -> None:
+    """In the worker, a lane that batches: receive a batch, run it, send its results
+    back, until EOF. A ticket's `cancelled` reads the flag its HTTP twin sets."""
     while True:
         try:
             batch = pickle.loads(conn.recv_bytes())  # [(item, cost, deadline), ...]
@@ -81,14 +94,15 @@ def serve_batches(conn: Connection, flags: Any, run_batch: Callable) -> None:
             Ticket(item, cost, deadline, cancelled=SharedFlag(flags, i))
             for i, (item, cost, deadline) in enumerate(batch)
         ]
-        results = run_isolated(run_batch, tickets)
+        results = run_isolated(partial(run_batch, served), tickets)
         conn.send_bytes(pickle.dumps([portable(r) for r in results]))
 
 
 def worker_main(load: Callable, runners: dict[str, Callable], links: dict[str, tuple],
                 control: Connection, threads: int) -> None:
-    """The model's process: load it, say so (or why not), serve each lane on a
-    thread of its own until the HTTP process says stop or disappears."""
+    """The model's process: load it, say so (or why not), run each lane's loop
+    `runners[name](conn, flags, served)` on a thread of its own until the HTTP
+    process says stop or disappears."""
     if threads > 0:
         torch.set_num_threads(threads)
     model, why = load()
@@ -98,8 +112,7 @@ def worker_main(load: Callable, runners: dict[str, Callable], links: dict[str, t
     served = Served(model, literal_tokenizer(model.tokenizer))
     gc.freeze()  # as the HTTP process does: no full collection walks the loaded model
     for name, (conn, flags) in links.items():
-        run_batch = partial(runners[name], served)
-        threading.Thread(target=serve_batches, args=(conn, flags, run_batch),
+        threading.Thread(target=runners[name], args=(conn, flags, served),
                          name=f"dsmini-{name}", daemon=True).start()
     control.send(("ready", ModelFacts.of(model)))
     try:
@@ -217,3 +230,114 @@ async def stop_worker(worker: Worker, grace_s: float = 10.0) -> None:
     if worker.process.is_alive():
         worker.process.kill()
         await asyncio.to_thread(worker.process.join)
+
+# notebooks/09_serving.ipynb, cell worker-steps (chapter 9)
+def generate_continuously(conn: Connection, flags: Any, served: Served) -> None:
+    """In the worker, /generate with continuous batching: a request joins the
+    running batch at the next step, and its answer goes back when it is done."""
+    runs: dict[int, tuple[Ticket, Unmasking]] = {}  # in flight, by slot
+    while True:
+        try:
+            while not runs or conn.poll():  # idle: wait; busy: take what has come
+                joined = pickle.loads(conn.recv_bytes())  # [(slot, item, cost, deadline)]
+                send_answers(conn, begin_runs(served, runs, flags, joined))
+            send_answers(conn, step_runs(served, runs))
+        except (EOFError, OSError):
+            return  # the HTTP process is gone or stopping
+
+
+def begin_runs(served: Served, runs: dict, flags: Any, joined: list) -> list[tuple[int, Any]]:
+    """Add a run for each ticket that joined; one that cannot start is answered with its error."""
+    errors = []
+    for slot, item, cost, deadline in joined:
+        ticket = Ticket(item, cost, deadline, cancelled=SharedFlag(flags, slot))
+        try:
+            runs[slot] = ticket, Unmasking.begin(served.model, *item)
+        except Exception as e:
+            errors.append((slot, e))
+    return errors
+
+# notebooks/09_serving.ipynb, cell worker-steps2 (chapter 9)
+def step_runs(served: Served, runs: dict) -> list[tuple[int, Any]]:
+    """One step for every live run; return (slot, answer) for the runs that ended
+    (complete, or their client gone), and take them out of `runs`."""
+    try:
+        if live := [run for ticket, run in runs.values() if not ticket.expired()]:
+            unmask_together(served, live)
+        ended = [s for s, (t, run) in runs.items() if run.complete or t.expired()]
+        return [(slot, run_answer(served.model, runs.pop(slot)[1])) for slot in ended]
+    except Exception as e:  # the step failed: so do the runs in it, not the worker
+        failed = [(slot, e) for slot in runs]
+        runs.clear()
+        return failed
+
+
+def send_answers(conn: Connection, answers: list[tuple[int, Any]]) -> None:
+    if answers:
+        conn.send_bytes(pickle.dumps([(slot, portable(a)) for slot, a in answers]))
+
+# notebooks/09_serving.ipynb, cell worker-relay (chapter 9)
+@dataclass(eq=False)
+class Relay:
+    """The HTTP side of a continuous lane: `join` sends tickets to the worker as
+    they are admitted; a thread hands each answer back the moment it comes."""
+
+    worker: Worker
+    lane: str
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    conn: Connection | None = None  # the pipe the relay's thread reads
+    slots: dict[int, tuple[Ticket, Callable]] = field(default_factory=dict)
+
+    def join(self, tickets: list[Ticket], done: Callable[[Ticket, Any], None]) -> None:
+        """Send `tickets` into the running batch; `done(ticket, answer)` comes later."""
+        if self.worker.status() != "running":
+            for ticket in tickets:
+                done(ticket, WorkerCrashed(f"the model is not running ({self.worker.status()})"))
+            return
+        conn, flags = self.worker.links[self.lane]
+        with self.lock:
+            if conn is not self.conn:  # the first join, or the worker has restarted
+                self.conn, self.slots = conn, {}
+                threading.Thread(target=relay_answers, daemon=True, args=(
+                    self, conn, flags, self.slots, self.worker.process.sentinel)).start()
+            free = [i for i in range(len(flags)) if i not in self.slots]  # enough: the lane
+            for ticket, slot in zip(tickets, free):  # never runs more than max_items
+                flags[slot] = 0
+                self.slots[slot] = ticket, done
+        try:
+            conn.send_bytes(pickle.dumps(
+                [(slot, t.item, t.cost, t.deadline) for t, slot in zip(tickets, free)]))
+        except OSError:
+            pass  # the worker has died: relay_answers fails these tickets
+
+# notebooks/09_serving.ipynb, cell worker-relay2 (chapter 9)
+def relay_answers(relay: Relay, conn: Connection, flags: Any, slots: dict, sentinel: int) -> None:
+    """The relay's thread: pass cancellations on, hand each answer to its ticket;
+    when the worker dies, fail every ticket still in flight."""
+    while True:
+        try:
+            ready = wait([conn, sentinel], timeout=POLL_S)
+        except (OSError, ValueError):
+            break  # the pipe was closed under us
+        with relay.lock:
+            for slot, (ticket, _) in slots.items():
+                if ticket.cancelled.is_set():
+                    flags[slot] = 1  # the worker drops it at its next step
+        if ready and conn not in ready:
+            break  # only the process sentinel: it died
+        if conn in ready:
+            try:
+                answers = pickle.loads(conn.recv_bytes())
+            except (EOFError, OSError):
+                break
+            with relay.lock:
+                handed = [(slots.pop(slot), answer) for slot, answer in answers]
+            for (ticket, done), answer in handed:
+                done(ticket, answer)
+    with relay.lock:
+        lost = list(slots.values())
+        slots.clear()
+        if relay.conn is conn:
+            relay.conn = None  # the next join starts a new relay
+    for ticket, done in lost:
+        done(ticket, WorkerCrashed("the model process stopped while running this request"))

@@ -232,3 +232,126 @@ def test_predict_and_embed_batches_equal_chapter_8(served):
         vectors = embed_batch(served, [ticket(([served_row(served, s)], pooling)) for s in sentences])
         torch.testing.assert_close(torch.cat(vectors), model.embed(sentences, pooling=pooling), atol=1e-5,
                                    rtol=1e-4)
+
+
+# --- continuous batching ---------------------------------------------------------------------------------------------
+def stepping(step_s=0.01):
+    """A continuous lane's run_batch in the style of the worker's: each ticket's item is its number of steps; a
+    thread takes a step for every ticket in flight, and a ticket that joins comes in at the next step. Records how
+    many were in flight at each step."""
+    import threading
+
+    flight, lock, in_flight = {}, threading.Lock(), []
+
+    def loop():
+        while True:
+            time.sleep(step_s)
+            with lock:
+                if not flight:
+                    continue
+                in_flight.append(len(flight))
+                for t in list(flight):
+                    flight[t][0] -= 1
+                    if flight[t][0] == 0:
+                        _, done = flight.pop(t)
+                        done(t, t.item * 10)
+
+    threading.Thread(target=loop, daemon=True).start()
+
+    def join(tickets, done):
+        with lock:
+            for t in tickets:
+                flight[t] = [t.item, done]
+
+    return in_flight, join
+
+
+async def staggered(lane, items, gap_s=0.02):
+    """Submit `items` `gap_s` apart; (answers in order, the order the answers came in)."""
+    await start_lane(lane)
+    order = []
+    try:
+        tickets = []
+        for x in items:
+            t = lane.submit(x, x, time.monotonic() + 10)
+            t.future.add_done_callback(lambda f, x=x: order.append(x))
+            tickets.append(t)
+            await asyncio.sleep(gap_s)
+        return await asyncio.gather(*(t.future for t in tickets), return_exceptions=True), order
+    finally:
+        await stop_lane(lane)
+
+
+def test_a_short_request_joins_a_running_batch_and_leaves_first():
+    _, join = stepping()
+    lane = lane_of(join, continuous=True)
+    answers, order = asyncio.run(staggered(lane, [40, 3]))
+    assert answers == [400, 30] and order == [3, 40]  # a static lane would answer 40 first: 3 waited behind it
+
+
+def test_a_continuous_lane_keeps_its_item_cap_and_token_budget():
+    in_flight, join = stepping()
+    lane = lane_of(join, continuous=True, max_items=3)
+    answers, _ = asyncio.run(staggered(lane, [5] * 8, gap_s=0.001))
+    assert answers == [50] * 8 and max(in_flight) == 3
+    in_flight, join = stepping()
+    lane = lane_of(join, continuous=True, max_tokens=10)  # cost = item: two 5s fit, a third waits
+    answers, _ = asyncio.run(staggered(lane, [5] * 6, gap_s=0.001))
+    assert answers == [50] * 6 and max(in_flight) == 2
+
+
+def test_a_continuous_lane_that_fails_to_send_fails_only_that_batch():
+    calls = []
+
+    def join(tickets, done):
+        calls.append(len(tickets))
+        if len(calls) == 1:
+            raise OSError("pipe broken")
+        for t in tickets:
+            done(t, t.item * 10)
+
+    lane = lane_of(join, continuous=True)
+
+    async def two():
+        first, _ = await staggered(lane, [1])
+        second, _ = await staggered(lane, [2])
+        return first, second
+
+    first, second = asyncio.run(two())
+    assert isinstance(first[0], OSError) and second == [20]
+
+
+def test_the_worker_loop_generates_continuously_like_chapter_8(served):
+    """generate_continuously on a real pipe: answers equal chapter 8's, a short request that joins later leaves
+    first, a request that cannot start is answered with its error, and a cancelled one stops."""
+    import multiprocessing
+    import pickle
+    import threading
+    from multiprocessing.sharedctypes import RawArray
+
+    from dsmini_helpers.worker import generate_continuously
+
+    ours, theirs = multiprocessing.Pipe()
+    flags = RawArray("b", 4)
+    threading.Thread(target=generate_continuously, args=(theirs, flags, served), daemon=True).start()
+    far = time.monotonic() + 60
+    long_item = gen_item(served, "The city of Paris was", max_new_tokens=24)
+    ours.send_bytes(pickle.dumps([(0, long_item, 1, far)]))
+    short_item = gen_item(served, "Rivers", max_new_tokens=3)
+    bad_item = (gen_item(served, "x")[0], GenerateRequest.model_construct(max_new_tokens=2, steps=1,
+                                                                           block_length=0))
+    ours.send_bytes(pickle.dumps([(1, short_item, 1, far), (2, bad_item, 1, far)]))
+    answers = []
+    while len(answers) < 3:
+        answers += pickle.loads(ours.recv_bytes())
+    slots = [slot for slot, _ in answers]
+    assert slots.index(1) < slots.index(0)  # the short one joined the long one and left before it
+    got = dict(answers)
+    assert got[0] == served.model.generate("The city of Paris was", max_new_tokens=24)
+    assert got[1] == served.model.generate("Rivers", max_new_tokens=3)
+    assert isinstance(got[2], ValueError)
+    ours.send_bytes(pickle.dumps([(3, gen_item(served, "Once", max_new_tokens=64, steps=64), 1, far)]))
+    flags[3] = 1  # its client has gone
+    ((slot, answer),) = pickle.loads(ours.recv_bytes())
+    assert slot == 3 and isinstance(answer, DeadlineExceeded)
+    ours.close()
