@@ -17,12 +17,14 @@ tail (p99) varies from run to run even on a quiet one.
 Goals on CPU (issue 18): /health p99 < 50 ms under the mixed load; no accepted request answered after its deadline;
 429s within 50 ms; /embed p95 < 50 ms at 8 clients; /generate throughput with batching >= 3x "today's" at 8 clients,
 where today's is the server as it was when the issue was filed (--before-ref 4e06ca2). The same server with batching
-off is measured too: its ratio is the share of the gain that batching alone brings (/generate batches continuously:
-a request joins the running generations at the next step).
+off is measured too: its ratio is the share of the gain that batching alone brings. /generate batches continuously
+(a request joins the running generations at the next step); --static-ref runs the package as of a commit whose
+/generate lane still batched statically (388337a), to measure what continuous batching adds.
 
     python benchmarks/bench_api.py                 # full size (about two minutes)
     python benchmarks/bench_api.py --quick         # seconds (for the tests)
-    python benchmarks/bench_api.py --before-ref 4e06ca2 --json benchmarks/results/bench_api_load.json
+    python benchmarks/bench_api.py --before-ref 4e06ca2 --static-ref 388337a \
+        --json benchmarks/results/bench_api_load.json
 """
 
 from __future__ import annotations
@@ -212,6 +214,15 @@ def before_server(ref: str) -> tuple[str, dict, str]:
     return f"before ({ref[:7]})", {"PYTHONPATH": path}, "dsmini_before_api:app"
 
 
+def static_server(ref: str) -> tuple[str, dict, str]:
+    """(name, env, app) for the whole package as of `ref` (`git archive`), first on the server's PYTHONPATH."""
+    folder = Path(tempfile.mkdtemp(prefix="dsmini-static-"))
+    archive = subprocess.run(["git", "archive", ref, "dsmini_helpers"], cwd=ROOT, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    path = os.pathsep.join(p for p in (str(folder), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return f"static ({ref[:7]})", {"PYTHONPATH": path}, "dsmini_helpers.api:app"
+
+
 def make_inputs(checkpoint: Path, n_tokens: int = 48) -> tuple[str, str]:
     """A validation-corpus text of `n_tokens` tokens, and the same with its middle token as [MASK]."""
     from dsmini_helpers.data import load_texts
@@ -245,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="checkpoint folder (default: chapter 7's `ci` checkpoint)")
     parser.add_argument("--clients", type=int, default=None, help="mixed clients (default 100; 20 with --quick)")
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per case (default 15)")
+    parser.add_argument("--static-ref", help="also run /generate with 8 clients on the package as of this git commit, "
+                                             "whose /generate lane batched statically (388337a)")
     parser.add_argument("--before-ref", help="also run /generate with 8 clients on chapter 9's server as of this git "
                                              "commit (its dsmini_helpers/api.py), e.g. the commit before issue 18")
     parser.add_argument("--group", metavar="URL", help=argparse.SUPPRESS)  # a client group's own process
@@ -273,6 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     servers = [("batching on", {}, "dsmini_helpers.api:app"),
                ("batching off", {"DSMINI_MAX_BATCH_ITEMS": "1"}, "dsmini_helpers.api:app")]
+    if args.static_ref:
+        servers.append(static_server(args.static_ref))
     if args.before_ref:
         servers.append(before_server(args.before_ref))
     for server, env, app in servers:
@@ -307,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
                                                     3),
         "generate_batched_over_unbatched_req_per_s": round(on["req_per_s"] / off["req_per_s"], 3),
     }
+    if args.static_ref:
+        static = find("8 clients", f"static ({args.static_ref[:7]})", "/generate")
+        ratios["generate_continuous_over_static_req_per_s"] = round(on["req_per_s"] / static["req_per_s"], 3)
     if args.before_ref:
         before = find("8 clients", f"before ({args.before_ref[:7]})", "/generate")
         ratios["generate_batched_over_before_req_per_s"] = round(on["req_per_s"] / before["req_per_s"], 3)

@@ -310,7 +310,7 @@ async def feed_lane(lane: Lane) -> None:
     waiting at the front join the running batch, while they fit in it."""
     loop = asyncio.get_running_loop()
 
-    def done(ticket: Ticket, result: Any) -> None:  # called on the relay's thread
+    def done(ticket: Ticket, result: Any) -> None:  # may be called from any thread
         try:
             loop.call_soon_threadsafe(finish, lane, ticket, result)
         except RuntimeError:
@@ -340,7 +340,7 @@ def finish(lane: Lane, ticket: Ticket, result: Any) -> None:
     answer its request, and let the next ticket in."""
     if ticket in lane.running:
         lane.running.remove(ticket)
-        lane.batch_seconds = 0.8 * lane.batch_seconds + 0.2 * (
+        lane.batch_seconds = 0.8 * lane.batch_seconds + 0.2 * (  # here: one request's time
             time.perf_counter() - ticket.started
         )
     resolve(lane, ticket, result)

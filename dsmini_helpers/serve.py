@@ -130,6 +130,7 @@ LANES = {  # endpoint class: queue and batch sizes, default deadline
     "embed": dict(max_queue=64, max_items=16, max_tokens=4096, deadline_s=10.0),
     "summarize": dict(max_queue=8, max_items=1, max_tokens=1, deadline_s=30.0),
 }
+# serve_batches, generate_continuously, run_remote, Relay, Worker: the two subsections below
 RUNNERS = {  # each lane's loop in the model's process
     "generate": generate_continuously,
     "predict": partial(serve_batches, predict_batch),

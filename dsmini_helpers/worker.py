@@ -300,8 +300,10 @@ class Relay:
                 self.conn, self.slots = conn, {}
                 threading.Thread(target=relay_answers, daemon=True, args=(
                     self, conn, flags, self.slots, self.worker.process.sentinel)).start()
-            free = [i for i in range(len(flags)) if i not in self.slots]  # enough: the lane
-            for ticket, slot in zip(tickets, free):  # never runs more than max_items
+            # the lane never has more than max_items (= len(flags)) in flight
+            free = [i for i in range(len(flags)) if i not in self.slots]
+            assert len(free) >= len(tickets), "more tickets in flight than slots"
+            for ticket, slot in zip(tickets, free):
                 flags[slot] = 0
                 self.slots[slot] = ticket, done
         try:
