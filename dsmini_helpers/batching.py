@@ -91,6 +91,11 @@ class Served:
     literal: Tokenizer
     lock: threading.Lock = field(default_factory=threading.Lock)
 
+    @cached_property
+    def banned(self) -> Tensor:
+        """The special ids, on the model's device once: -inf in every step's logits."""
+        return torch.tensor(self.model.special_ids, device=self.model.device)
+
 
 def pad_right(
     rows: list[list[int]] | list[Tensor], pad_id: int, device: torch.device
@@ -221,8 +226,7 @@ def unmask_together(served: Served, runs: list[Unmasking]) -> None:
         b0, b1, still = run.open_slots(model.mask_id)
         where[row, b0:b1] = still
     logits = head_logits(served, ids, mask, where).float()  # (N, V) N open slots
-    banned = torch.tensor(model.special_ids, device=model.device)
-    logits.index_fill_(-1, banned, float("-inf"))  # in place: no (N, V) copy
+    logits.index_fill_(-1, served.banned, float("-inf"))  # in place: no (N, V) copy
     open_counts = [run.plan[run.done][3] for run in runs]  # known: no device sync
     for run, rows in zip(runs, logits.split(open_counts)):
         run.step(rows, model.mask_id)
