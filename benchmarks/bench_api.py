@@ -210,8 +210,7 @@ def before_server(ref: str) -> tuple[str, dict, str]:
                             text=True, check=True).stdout
     folder = Path(tempfile.mkdtemp(prefix="dsmini-before-"))
     (folder / "dsmini_before_api.py").write_text(source, encoding="utf-8")
-    path = os.pathsep.join(p for p in (str(folder), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return f"before ({ref[:7]})", {"PYTHONPATH": path}, "dsmini_before_api:app"
+    return f"before ({ref[:7]})", {"PYTHONPATH": path_first(folder)}, "dsmini_before_api:app"
 
 
 def static_server(ref: str) -> tuple[str, dict, str]:
@@ -219,8 +218,12 @@ def static_server(ref: str) -> tuple[str, dict, str]:
     folder = Path(tempfile.mkdtemp(prefix="dsmini-static-"))
     archive = subprocess.run(["git", "archive", ref, "dsmini_helpers"], cwd=ROOT, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
-    path = os.pathsep.join(p for p in (str(folder), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    return f"static ({ref[:7]})", {"PYTHONPATH": path}, "dsmini_helpers.api:app"
+    return f"static ({ref[:7]})", {"PYTHONPATH": path_first(folder)}, "dsmini_helpers.api:app"
+
+
+def path_first(folder: Path) -> str:
+    """A PYTHONPATH with `folder` first, then the repository and the caller's own."""
+    return os.pathsep.join(p for p in (str(folder), str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
 
 
 def make_inputs(checkpoint: Path, n_tokens: int = 48) -> tuple[str, str]:
