@@ -38,7 +38,16 @@ VARIANTS: dict[str, dict] = {
     "base": {},
     "lr2e-3": {"lr": 2e-3},
     "lr3e-3": {"lr": 3e-3},
+    "lr4e-3": {"lr": 4e-3},
     "lr5e-3": {"lr": 5e-3},
+    "warmup200": {"warmup_steps": 200},
+    "bf16": {"precision": "bf16"},
+    "min-lr0": {"min_lr_ratio": 0.0},
+    "var0.1": {"variable_mix": 0.1},
+    "var0.25": {"variable_mix": 0.25},
+    "mask0.2": {"mask_rate": 0.2},
+    "betas0.95": {"betas": (0.9, 0.95)},
+    "lr4e-3-warmup200": {"lr": 4e-3, "warmup_steps": 200},
     "batch32": {"batch_size": 32},
     "batch8": {"batch_size": 8},
     "mask0.4": {"mask_rate": 0.4},
@@ -63,6 +72,8 @@ VARIANTS: dict[str, dict] = {
     "lr2e-3-d192": {"lr": 2e-3, "model_overrides": {"d_model": 192, "n_heads": 3, "d_hidden": 384}},
     "lr2e-3-3layers": {"lr": 2e-3, "model_overrides": {"n_layers": 3, "moe_layers": (1,)}},
 }
+
+RECIPE_FIELDS = ("lr", "batch_size", "seq_len", "mask_rate", "variable_mix", "warmup_steps")  # recorded in each row
 
 
 @torch.no_grad()
@@ -98,7 +109,8 @@ def score_variant(name: str, overrides: dict, tokens: int, seconds: float | None
         res = train(cfg, tmp, tokenizer=tok, token_arrays=arrays, device=device, progress=False)
         wall = time.perf_counter() - t0
     metrics = evaluate(res.model, valid_set, device)
-    return {"variant": name, "overrides": overrides, "steps": steps, "wall_s": round(wall, 1),
+    recipe = {k: getattr(cfg, k) for k in RECIPE_FIELDS} | {"d_model": res.model.config.d_model}
+    return {"variant": name, "overrides": overrides, "recipe": recipe, "steps": steps, "wall_s": round(wall, 1),
             "max_load_ratio": round(expert_imbalance(res.model, valid_set, device), 3),
             "tokens_per_s": round(res.records("train")[-1]["tokens_per_s"]),
             "params": sum(p.numel() for p in res.model.parameters()),
