@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
-import resource
 import shutil
 import sys
 import tempfile
@@ -29,7 +28,7 @@ if str(ROOT) not in sys.path:
 from dsmini_helpers.batches import get_source_valid_arrays, get_token_arrays, make_valid_set  # noqa: E402
 from dsmini_helpers.cache import artefact_dir, data_dir  # noqa: E402
 from dsmini_helpers.checkpoint import load_checkpoint  # noqa: E402
-from dsmini_helpers.device import describe_environment, get_device  # noqa: E402
+from dsmini_helpers.device import describe_environment, get_device, peak_memory_mb  # noqa: E402
 from dsmini_helpers.evaluation import evaluate, evaluate_by_source, unigram_baseline  # noqa: E402
 from dsmini_helpers.inference import load_probes, probe_summary, score_probes  # noqa: E402
 from dsmini_helpers.runs import find_checkpoint, get_checkpoint, run_ablation, run_artefact  # noqa: E402
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     payload = dict(date=datetime.date.today().isoformat(), environment=describe_environment(),
                    command=" ".join(["python benchmarks/run_pretrain_cpu.py", *(argv or sys.argv[1:])]),
                    config=asdict(cfg), params=sum(p.numel() for p in model.parameters()),
-                   wall_s=round(wall, 1), peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                   wall_s=round(wall, 1), peak_rss_mb=peak_memory_mb(),
                    checkpoint=str(checkpoint.relative_to(ROOT) if checkpoint.is_relative_to(ROOT) else checkpoint),
                    baselines=baselines, final=final, history=history,
                    probes=probe_summary(probe_rows), probes_init=probes_init, probe_rows=probe_rows,

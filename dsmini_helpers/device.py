@@ -48,3 +48,22 @@ def describe_environment() -> str:
         f"python {sys.version.split()[0]} | torch {torch.__version__} | device {name} | "
         f"profile {get_profile().name} | threads {torch.get_num_threads()}"
     )
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory in MB (nan where the system cannot say).
+
+    On Linux `ru_maxrss` also counts what a process inherited from the program that started it (a kernel
+    started by `jupyter-book` reports the build's peak), so read the process's own high-water mark, VmHWM.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:")) / 1024
+    except (OSError, StopIteration):
+        pass
+    try:
+        import resource  # Unix only
+    except ImportError:
+        return float("nan")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024**2 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, kilobytes elsewhere

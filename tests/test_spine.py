@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from dsmini_helpers import cache, export, profiles
-from dsmini_helpers.device import get_device, seed_everything
+from dsmini_helpers.device import get_device, peak_memory_mb, seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -163,6 +163,20 @@ def test_device_and_seed(monkeypatch):
     a = torch.rand(3)
     seed_everything(3)
     assert torch.equal(a, torch.rand(3))
+
+
+def test_peak_memory_is_the_process_own_not_its_parents():
+    """A child started by a process that once held 300 MB reports its own peak, and sees its own growth."""
+    child = ("from dsmini_helpers.device import peak_memory_mb; a = peak_memory_mb(); "
+             "b = bytearray(200 * 2**20); print(a, peak_memory_mb())")
+    parent = ("import subprocess, sys; big = bytearray(300 * 2**20); del big; "
+              f"print(subprocess.run([sys.executable, '-c', {child!r}], capture_output=True, text=True, "
+              "check=True).stdout)")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1]).stdout
+    before, after = map(float, out.split())
+    assert before < 250 and after - before > 150, (before, after)  # ru_maxrss would start above 300 on Linux
+    assert 0 < peak_memory_mb() < float("inf")
 
 
 def test_atomic_write_keeps_old_content_on_failure(tmp_path):
